@@ -1,0 +1,132 @@
+"""Command line: ``als-spark``, ``python -m als_spark`` and ``spark-submit jobs/*.py``.
+
+Parses arguments, configures logging, gets the session, and calls
+:mod:`als_spark.pipeline`. Errors meant for the user are printed as one
+paragraph with a documented exit code (see :mod:`als_spark.errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Sequence
+
+from als_spark import __version__
+from als_spark.config import INPUT_FORMATS, load_config
+from als_spark.errors import AlsSparkError, ConfigError
+
+log = logging.getLogger("als_spark")
+
+_DESCRIPTION = "Implicit-feedback ALS recommendations and similarity tables on Spark."
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep one message style
+        raise ConfigError(f"{self.prog}: {message} (see --help)")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", required=True, metavar="DIR", help="directory of the pipeline's tables")
+    p.add_argument("--config", metavar="FILE", help="YAML configuration (default: built-in defaults = conf/default.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one configuration key, e.g. --set als.rank=20 (repeatable)")
+    p.add_argument("--remote", metavar="URL", help="Spark Connect URL, e.g. sc://localhost:15002 (or set SPARK_REMOTE)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _input(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", metavar="PATH", help="ratings file: u.data, ratings.dat or ratings.csv")
+    src.add_argument("--dataset", choices=["synthetic", "ml-100k"],
+                     help="built-in data: 'synthetic' (generated, offline) or 'ml-100k' (downloaded once, cached)")
+    p.add_argument("--items", metavar="PATH", help="item file with titles (default: u.item/movies.dat/movies.csv beside --input)")
+    p.add_argument("--format", choices=INPUT_FORMATS, help="force the ratings format (default: detect; same as --set ingest.format=...)")
+    p.add_argument("--synthetic-seed", type=int, default=42, metavar="N", help="seed of --dataset synthetic (default 42)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="als-spark", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"als-spark {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    stages = {
+        "run": "the whole pipeline: ingest, train, recommend, similar",
+        "ingest": "read and validate ratings; write ratings, interactions, dataset_summary, items",
+        "train": "fit ALS on DIR/interactions; write model, user_factors, item_factors",
+        "recommend": "write DIR/recommendations from the factors, excluding seen items",
+        "similar": "write DIR/similar_items and DIR/similar_users from the factors",
+    }
+    for name, text in stages.items():
+        p = sub.add_parser(name, help=text, description=text)
+        if name in ("run", "ingest"):
+            _input(p)
+        _common(p)
+    gen = sub.add_parser("synthesize", help="write the synthetic dataset as u.data and u.item",
+                         description="write the synthetic dataset as u.data and u.item")
+    gen.add_argument("--output", required=True, metavar="DIR")
+    gen.add_argument("--ratings", type=int, default=100_000, metavar="N", help="number of ratings (default 100000)")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    counts = result.get("counts", {})
+    print(f"\nals-spark {result['command']} finished (run {result['run_id']})")
+    if "interactions" in counts:
+        print(f"  interactions: {counts['interactions']:,} from {counts.get('users', '?'):,} users and "
+              f"{counts.get('items', '?'):,} items ({counts.get('rows_rejected', 0):,} rows rejected)")
+    for name, path in result.get("outputs", {}).items():
+        print(f"  {name:<16} {path}")
+    timings = result.get("timings_seconds", {})
+    if timings:
+        print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+
+
+def _dispatch(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.command == "synthesize":
+        from als_spark import synthetic
+
+        path = synthetic.write_movielens(synthetic.generate_for_size(args.ratings, seed=args.seed), args.output)
+        print(f"wrote {path}/u.data and {path}/u.item")
+        return None
+
+    overrides = list(args.overrides)
+    if getattr(args, "format", None):
+        overrides.append(f"ingest.format={args.format}")
+    cfg = load_config(args.config, overrides)
+
+    from als_spark import pipeline
+    from als_spark.session import get_spark
+
+    spark = get_spark(remote=args.remote)
+    if args.command in ("run", "ingest"):
+        source = pipeline.Source(path=args.input, dataset=args.dataset, items=args.items, synthetic_seed=args.synthetic_seed)
+        if args.command == "run":
+            return pipeline.run_all(spark, source, cfg, args.output)
+        return pipeline.stage_ingest(spark, source, cfg, args.output)
+    stage = {"train": pipeline.stage_train, "recommend": pipeline.stage_recommend, "similar": pipeline.stage_similar}
+    return stage[args.command](spark, cfg, args.output)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except AlsSparkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        result = _dispatch(args)
+    except AlsSparkError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if result is not None:
+        _print_summary(result)
+    return 0
+
+
+def entry_point() -> None:
+    """Console-script entry point (``als-spark``)."""
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""What ``run.json`` records about the environment: versions, BLAS, input checksum."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+import os
+import platform
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from pyspark.sql import SparkSession
+
+import als_spark
+
+log = logging.getLogger(__name__)
+
+
+def _jvm_call(spark: SparkSession, cls: str, method: str, *args: str) -> str | None:
+    """Call a static JVM method through SQL ``java_method`` (works over Spark Connect too)."""
+    quoted = ", ".join(f"'{a}'" for a in (cls, method, *args))
+    try:
+        return spark.sql(f"SELECT java_method({quoted}) AS v").first()["v"]
+    except Exception as exc:  # noqa: BLE001 - informational only; never fail a run over it
+        log.debug("java_method(%s) failed: %s", quoted, exc)
+        return None
+
+
+def blas_implementation(spark: SparkSession) -> str:
+    """Which BLAS Spark's ML linear algebra loaded: NativeBLAS (e.g. OpenBLAS), VectorBLAS or JavaBLAS."""
+    value = _jvm_call(spark, "dev.ludovic.netlib.blas.BLAS", "getInstance")
+    return value.split("@")[0].rsplit(".", 1)[-1] if value else "unknown"
+
+
+def versions(spark: SparkSession) -> dict[str, Any]:
+    def dist(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "als_spark": als_spark.__version__,
+        "spark": spark.version,
+        "java": _jvm_call(spark, "java.lang.System", "getProperty", "java.version"),
+        "python": platform.python_version(),
+        "pyspark": dist("pyspark"),
+        "pandas": dist("pandas"),
+        "pyarrow": dist("pyarrow"),
+        "numpy": dist("numpy"),
+        "blas": blas_implementation(spark),
+    }
+
+
+def sha256_of(path: str) -> str | None:
+    """SHA-256 of a local file, or ``None`` when it is not one (a directory, glob or remote URI)."""
+    if not os.path.isfile(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Timer:
+    """Wall-clock seconds per named stage, in the order they ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        log.info("stage %s ...", name)
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - start, 3)
+            log.info("stage %s done in %.1f s", name, self.seconds[name])

@@ -1,0 +1,120 @@
+"""Column names and schemas: the contract between stages and with readers of our tables.
+
+Every table the pipeline writes is produced by a ``select`` of the columns named
+here, in this order, so its Parquet schema is exactly what the README documents.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    ArrayType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+# --- column names -----------------------------------------------------------
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+RATING = "rating"
+TIMESTAMP = "timestamp"
+CONFIDENCE = "confidence"
+TITLE = "title"
+ID = "id"
+FEATURES = "features"
+RANK = "rank"
+SCORE = "score"
+SIMILAR_ITEM_ID = "similar_item_id"
+SIMILAR_USER_ID = "similar_user_id"
+SIMILAR_TITLE = "similar_title"
+SIMILARITY = "similarity"
+
+# --- input formats (explicit, never inferred) --------------------------------
+#: MovieLens 100k ``u.data`` and 1M ``ratings.dat``: integer ratings.
+RAW_RATINGS_INT = StructType(
+    [
+        StructField(USER_ID, IntegerType()),
+        StructField(ITEM_ID, IntegerType()),
+        StructField(RATING, DoubleType()),
+        StructField(TIMESTAMP, LongType()),
+    ]
+)
+#: MovieLens latest / 25M ``ratings.csv`` (half-star ratings); same columns.
+RAW_RATINGS_CSV = StructType(
+    [
+        StructField("userId", IntegerType()),
+        StructField("movieId", IntegerType()),
+        StructField(RATING, DoubleType()),
+        StructField(TIMESTAMP, LongType()),
+    ]
+)
+
+# --- tables the pipeline writes ------------------------------------------------
+RATINGS = StructType(
+    [
+        StructField(USER_ID, IntegerType(), False),
+        StructField(ITEM_ID, IntegerType(), False),
+        StructField(RATING, DoubleType(), False),
+        StructField(TIMESTAMP, LongType(), True),
+    ]
+)
+INTERACTIONS = StructType(
+    [
+        StructField(USER_ID, IntegerType(), False),
+        StructField(ITEM_ID, IntegerType(), False),
+        StructField(RATING, DoubleType(), False),
+        StructField(CONFIDENCE, DoubleType(), False),
+    ]
+)
+ITEMS = StructType(
+    [
+        StructField(ITEM_ID, IntegerType(), False),
+        StructField(TITLE, StringType(), True),
+    ]
+)
+DATASET_SUMMARY = StructType(
+    [
+        StructField("total_users", LongType(), False),
+        StructField("total_items", LongType(), False),
+        StructField("avg_ratings_per_user", DoubleType(), False),
+        StructField("avg_ratings_per_item", DoubleType(), False),
+        StructField("max_ratings_per_user", LongType(), False),
+        StructField("max_ratings_per_item", LongType(), False),
+        StructField("min_ratings_per_user", LongType(), False),
+        StructField("min_ratings_per_item", LongType(), False),
+    ]
+)
+FACTORS = StructType(
+    [
+        StructField(ID, IntegerType(), False),
+        StructField(FEATURES, ArrayType(FloatType()), False),
+    ]
+)
+RECOMMENDATIONS = StructType(
+    [
+        StructField(USER_ID, IntegerType(), False),
+        StructField(RANK, IntegerType(), False),
+        StructField(ITEM_ID, IntegerType(), False),
+        StructField(SCORE, FloatType(), False),
+    ]
+)
+SIMILAR_ITEMS = StructType(
+    [
+        StructField(ITEM_ID, IntegerType(), False),
+        StructField(RANK, IntegerType(), False),
+        StructField(SIMILAR_ITEM_ID, IntegerType(), False),
+        StructField(SIMILARITY, FloatType(), False),
+    ]
+)
+SIMILAR_USERS = StructType(
+    [
+        StructField(USER_ID, IntegerType(), False),
+        StructField(RANK, IntegerType(), False),
+        StructField(SIMILAR_USER_ID, IntegerType(), False),
+        StructField(SIMILARITY, FloatType(), False),
+    ]
+)
