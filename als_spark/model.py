@@ -39,12 +39,13 @@ def parallelism(spark: SparkSession) -> int:
 
 @contextlib.contextmanager
 def checkpoint_dir(spark: SparkSession, path: str | None = None) -> Iterator[str | None]:
-    """Make sure ALS has a checkpoint directory while the block runs.
+    """Make sure ALS has a checkpoint directory while the block runs; yield it.
 
-    With ``path``, use it. Otherwise a temporary local directory is created and
-    removed on exit; on a multi-node cluster set ``als.checkpoint_dir`` to
-    shared storage instead. Over Spark Connect the server's
-    ``spark.checkpoint.dir`` is used (a client cannot set it).
+    With ``path``, checkpoint there. Without, keep a directory the session
+    already has (a notebook may have set one), or else create a temporary local
+    directory and remove it on exit; on a multi-node cluster set
+    ``als.checkpoint_dir`` to shared storage instead. Over Spark Connect the
+    server's ``spark.checkpoint.dir`` is used (a client cannot set it).
     """
     if is_connect(spark):
         configured = spark.conf.get("spark.checkpoint.dir", None)
@@ -56,7 +57,9 @@ def checkpoint_dir(spark: SparkSession, path: str | None = None) -> Iterator[str
         yield configured
         return
     sc = spark.sparkContext
-    previous = sc.getCheckpointDir()
+    if path is None and sc.getCheckpointDir():
+        yield sc.getCheckpointDir()
+        return
     temporary = None
     if path is None:
         temporary = tempfile.mkdtemp(prefix="als-spark-checkpoints-")
@@ -66,13 +69,12 @@ def checkpoint_dir(spark: SparkSession, path: str | None = None) -> Iterator[str
                 "als.checkpoint_dir to shared storage (HDFS, S3, DBFS)",
                 temporary,
             )
-    sc.setCheckpointDir(path or temporary)
+    sc.setCheckpointDir(path or temporary)  # Spark adds a unique subdirectory
     try:
         yield sc.getCheckpointDir()
     finally:
-        if previous:
-            sc.setCheckpointDir(previous)
         if temporary:
+            # The context keeps pointing here; Spark recreates the directory if it checkpoints again.
             shutil.rmtree(temporary, ignore_errors=True)
 
 

@@ -1,0 +1,140 @@
+"""Reading each ratings and item format, validation counts, de-duplication and input errors."""
+
+from __future__ import annotations
+
+import pytest
+from chispa import assert_df_equality
+
+from als_spark import ingest
+from als_spark.errors import InputDataError
+
+RATINGS = "user_id int, item_id int, rating double, timestamp long"
+ITEMS = "item_id int, title string"
+
+
+def _write(path, text: str, encoding: str = "utf-8"):
+    path.write_bytes(text.encode(encoding))
+    return str(path)
+
+
+def _sorted(df):
+    return df.orderBy(*df.columns)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fmt"),
+    [
+        ("u.data", "1\t10\t5\t881250949\n2\t10\t3\t881250950\n2\t20\t4\t881250951\n", "ml-100k"),
+        ("ratings.dat", "1::10::5::881250949\n2::10::3::881250950\n2::20::4::881250951\n", "ml-1m"),
+        ("ratings.csv", "userId,movieId,rating,timestamp\n1,10,5.0,881250949\n2,10,3.0,881250950\n2,20,4.0,881250951\n", "csv"),
+    ],
+)
+def test_each_ratings_format_is_detected_and_read(spark, tmp_path, name, text, fmt):
+    path = _write(tmp_path / name, text)
+    got = ingest.read_ratings(spark, path)
+    expected = spark.createDataFrame([(1, 10, 5.0, 881250949), (2, 10, 3.0, 881250950), (2, 20, 4.0, 881250951)], RATINGS)
+    assert_df_equality(_sorted(got.df), expected, ignore_nullable=True)
+    assert (got.fmt, got.rows_read, got.rows_rejected, got.duplicates_dropped, got.rows) == (fmt, 3, 0, 0, 3)
+
+
+def test_csv_keeps_half_star_ratings(spark, tmp_path):
+    path = _write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n7,3,3.5,100\n7,4,0.5,101\n")
+    got = ingest.read_ratings(spark, path).df
+    assert_df_equality(_sorted(got), spark.createDataFrame([(7, 3, 3.5, 100), (7, 4, 0.5, 101)], RATINGS), ignore_nullable=True)
+
+
+def test_format_can_be_forced(spark, tmp_path):
+    # A headerless comma file would be detected as csv anyway; forcing ml-100k on it rejects every row.
+    path = _write(tmp_path / "data.txt", "1\t2\t3\t4\n")
+    assert ingest.read_ratings(spark, path, fmt="ml-100k").rows == 1
+    with pytest.raises(InputDataError, match="all rejected"):
+        ingest.read_ratings(spark, path, fmt="ml-1m")
+
+
+def test_detect_format_from_first_line():
+    assert ingest.detect_format("196\t242\t3\t881250949") == "ml-100k"
+    assert ingest.detect_format("1::1193::5::978300760") == "ml-1m"
+    assert ingest.detect_format("userId,movieId,rating,timestamp") == "csv"
+    assert ingest.detect_format("\ufeffuserId,movieId,rating,timestamp") == "csv"
+    assert ingest.detect_format("1,2,3.5,4") == "csv"
+    assert ingest.detect_format("hello world") is None
+
+
+def test_bad_rows_are_rejected_and_counted(spark, tmp_path):
+    text = "\n".join(
+        [
+            "1\t10\t5\t100",
+            "x\t10\t5\t100",  # non-integer user id
+            "1\t11",  # missing fields
+            "1\t12\tfive\t100",  # unparseable rating
+            "1\t13\tNaN\t100",  # non-finite rating
+            "99999999999\t14\t4\t100",  # id outside the 32-bit range
+            "2\t10\t4\t100",
+        ]
+    )
+    got = ingest.read_ratings(spark, _write(tmp_path / "u.data", text + "\n"))
+    assert (got.rows_read, got.rows_rejected, got.rows) == (7, 5, 2)
+    assert_df_equality(_sorted(got.df), spark.createDataFrame([(1, 10, 5.0, 100), (2, 10, 4.0, 100)], RATINGS), ignore_nullable=True)
+
+
+def test_duplicate_pairs_keep_the_latest_rating(spark, tmp_path):
+    text = "1\t10\t5\t100\n1\t10\t2\t300\n1\t10\t4\t200\n2\t10\t1\t50\n2\t10\t3\t50\n"
+    got = ingest.read_ratings(spark, _write(tmp_path / "u.data", text))
+    # (1,10): timestamp 300 wins -> 2.0; (2,10): same timestamp, the higher rating wins -> 3.0
+    expected = spark.createDataFrame([(1, 10, 2.0, 300), (2, 10, 3.0, 50)], RATINGS)
+    assert_df_equality(_sorted(got.df), expected, ignore_nullable=True)
+    assert (got.rows_read, got.duplicates_dropped, got.rows) == (5, 3, 2)
+
+
+def test_missing_input_is_an_actionable_error(spark, tmp_path):
+    with pytest.raises(InputDataError, match=r"input not found: .*nope\.data.*--input.*--dataset synthetic"):
+        ingest.read_ratings(spark, str(tmp_path / "nope.data"))
+
+
+def test_empty_input_is_an_error(spark, tmp_path):
+    with pytest.raises(InputDataError, match="input is empty"):
+        ingest.read_ratings(spark, _write(tmp_path / "u.data", ""))
+
+
+def test_header_only_csv_is_an_error(spark, tmp_path):
+    with pytest.raises(InputDataError, match="no rating rows"):
+        ingest.read_ratings(spark, _write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n"))
+
+
+def test_unknown_format_is_an_error_suggesting_format(spark, tmp_path):
+    with pytest.raises(InputDataError, match="cannot tell the format.*--format"):
+        ingest.read_ratings(spark, _write(tmp_path / "r.txt", "hello world\n"))
+
+
+def test_u_item_is_latin1_pipe_separated(spark, tmp_path):
+    text = "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|1\n2|Café \"Noir\" (1996)|01-Jan-1996||http://y|0|1|0\n"
+    got = ingest.read_items(spark, _write(tmp_path / "u.item", text, "latin-1"))
+    expected = spark.createDataFrame([(1, "Toy Story (1995)"), (2, 'Café "Noir" (1996)')], ITEMS)
+    assert_df_equality(_sorted(got), expected, ignore_nullable=True)
+
+
+def test_movies_dat_is_latin1_double_colon(spark, tmp_path):
+    text = "1::Toy Story (1995)::Animation|Children's\n2::Señor, A (1996)::Drama\n"
+    got = ingest.read_items(spark, _write(tmp_path / "movies.dat", text, "latin-1"))
+    expected = spark.createDataFrame([(1, "Toy Story (1995)"), (2, "Señor, A (1996)")], ITEMS)
+    assert_df_equality(_sorted(got), expected, ignore_nullable=True)
+
+
+def test_movies_csv_handles_quoted_commas_and_quotes(spark, tmp_path):
+    text = (
+        "movieId,title,genres\n"
+        '11,"American President, The (1995)",Comedy|Drama|Romance\n'
+        '12,"""Great Performances"" Cats (1998)",Musical\n'
+        "13,Amélie (2001),Comedy\n"
+    )
+    got = ingest.read_items(spark, _write(tmp_path / "movies.csv", text))
+    expected = spark.createDataFrame(
+        [(11, "American President, The (1995)"), (12, '"Great Performances" Cats (1998)'), (13, "Amélie (2001)")], ITEMS
+    )
+    assert_df_equality(_sorted(got), expected, ignore_nullable=True)
+
+
+def test_items_path_beside_follows_the_archive_layout():
+    assert ingest.items_path_beside("/data/ml-100k/u.data", "ml-100k") == "/data/ml-100k/u.item"
+    assert ingest.items_path_beside("s3://b/ml-1m/ratings.dat", "ml-1m") == "s3://b/ml-1m/movies.dat"
+    assert ingest.items_path_beside("ratings.csv", "csv") == "movies.csv"
