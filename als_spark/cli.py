@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("run", "ingest"):
             _input(p)
         _common(p)
+    show = sub.add_parser("show", help="print one user's recommendations and neighbours, or one item's neighbours",
+                          description="print one user's recommendations and similar users, or one item's similar items, from DIR")
+    show.add_argument("--output", required=True, metavar="DIR", help="directory written by `als-spark run`")
+    who = show.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", type=int, metavar="USER_ID", help="a user id from the input file")
+    who.add_argument("--item", type=int, metavar="ITEM_ID", help="an item id from the input file")
+    show.add_argument("--remote", metavar="URL", help="Spark Connect URL")
+    show.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     gen = sub.add_parser("synthesize", help="write the synthetic dataset as u.data and u.item",
                          description="write the synthetic dataset as u.data and u.item")
     gen.add_argument("--output", required=True, metavar="DIR")
@@ -89,6 +97,15 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any] | None:
 
         path = synthetic.write_movielens(synthetic.generate_for_size(args.ratings, seed=args.seed), args.output)
         print(f"wrote {path}/u.data and {path}/u.item")
+        return None
+
+    if args.command == "show":
+        from als_spark import pipeline
+        from als_spark.session import get_spark
+
+        for title, table in pipeline.show(get_spark(remote=args.remote), args.output, user=args.user, item=args.item):
+            print(f"\n{title}")
+            print(table.to_string(index=False) if len(table) else "  (none)")
         return None
 
     overrides = list(args.overrides)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,8 +115,14 @@ def _load_ratings(spark: SparkSession, source: Source, cfg: Config, runlog: RunL
             raise
         log.info("no item file at %s: tables will have no titles", items_path)
         items_path = None
+    local = publish.local_path(path)
     runlog.input.update(
-        {"path": path, "format": ratings.fmt, "sha256": runinfo.sha256_of(path), "items_path": items_path}
+        {
+            "path": os.path.abspath(local) if local else path,
+            "format": ratings.fmt,
+            "sha256": runinfo.sha256_of(local) if local else None,
+            "items_path": items_path,
+        }
     )
     return ratings, items
 
@@ -309,3 +316,25 @@ def stage_similar(spark: SparkSession, cfg: Config, output: str) -> dict[str, An
     user_factors, item_factors = _factors(spark, output, runlog)
     run_similar(spark, user_factors, item_factors, _optional_table(spark, output, "items"), cfg, output, runlog)
     return runlog.write(spark, output)
+
+
+def show(spark: SparkSession, output: str, *, user: int | None = None, item: int | None = None) -> list[tuple[str, Any]]:
+    """The notebook's questions for one id, as ``(title, pandas DataFrame)`` pairs read from ``output``."""
+    from pyspark.sql import functions as F
+
+    def rows(name: str, key: str, value: int, produced_by: str) -> Any:
+        table = _required_table(spark, output, name, produced_by)
+        return table.where(F.col(key) == value).orderBy(S.RANK).drop(key).toPandas()
+
+    if user is not None:
+        return [
+            (f"recommendations for user {user}", rows("recommendations", S.USER_ID, user, "recommend")),
+            (f"users most similar to user {user}", rows("similar_users", S.USER_ID, user, "similar")),
+        ]
+    title = ""
+    items = _optional_table(spark, output, "items")
+    if items is not None:
+        found = items.where(F.col(S.ITEM_ID) == item).select(S.TITLE).first()
+        title = f" ({found[0]})" if found else ""
+    similar = rows("similar_items", S.ITEM_ID, item, "similar").drop(columns=[S.TITLE], errors="ignore")
+    return [(f"items most similar to item {item}{title}", similar)]

@@ -43,7 +43,7 @@ def read_table(spark: SparkSession, output: str, name: str) -> DataFrame:
     return spark.read.parquet(table_path(output, name))
 
 
-def _local_path(path: str) -> str | None:
+def local_path(path: str) -> str | None:
     """The local file-system path of ``path``, or ``None`` for a remote URI."""
     for prefix in ("file://", "file:"):
         if path.startswith(prefix):
@@ -60,7 +60,7 @@ def write_json(spark: SparkSession, output: str, name: str, payload: Mapping[str
     """
     text = json.dumps(payload, indent=2, sort_keys=False, default=str)
     path = table_path(output, name)
-    local = _local_path(path)
+    local = local_path(path)
     if local is None:
         spark.createDataFrame([(text,)], "value string").coalesce(1).write.mode("overwrite").text(path)
         return path
@@ -74,7 +74,7 @@ def write_json(spark: SparkSession, output: str, name: str, payload: Mapping[str
 
 def read_json(output: str, name: str) -> dict[str, Any] | None:
     """The JSON document at ``output/name`` if it is a readable local file, else ``None``."""
-    local = _local_path(table_path(output, name))
+    local = local_path(table_path(output, name))
     if local is None or not os.path.isfile(local):
         return None
     with open(local, encoding="utf-8") as fh:
