@@ -82,7 +82,3 @@ def exclusions(ratings: DataFrame, interactions: DataFrame, mode: str) -> DataFr
         raise ValueError(f"exclude mode must be 'rated', 'liked' or 'none', got {mode!r}")
     return source.groupBy(S.USER_ID).agg(F.collect_list(S.ITEM_ID).alias("exclude"))
 
-
-def dropped_by_filter(ratings: DataFrame, interactions: DataFrame, key: str) -> DataFrame:
-    """Ids (``key``) present in ``ratings`` but with no interaction left after filtering."""
-    return ratings.select(key).distinct().join(interactions.select(key).distinct(), key, "left_anti")

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from als_spark import feedback, ingest, model, publish, runinfo
+from als_spark import feedback, ingest, model, publish, runinfo, session
 from als_spark import schema as S
 from als_spark.config import Config
 from als_spark.errors import InputDataError
@@ -70,7 +71,7 @@ class RunLog:
             "counts": merge("counts", self.counts),
             "timings_seconds": merge("timings_seconds", self.timer.seconds),
             "outputs": merge("outputs", self.outputs),
-            "spark": merge("spark", self.spark),
+            "spark": merge("spark", {"master": session.describe(spark), **self.spark}),
             "versions": runinfo.versions(spark),
         }
         publish.write_json(spark, output, "run.json", payload)
@@ -140,8 +141,10 @@ def run_ingest(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog)
                 f"({cfg.ingest.min_rating}). Lower it with --set ingest.min_rating=..."
             )
         n_interactions = interactions.count()
-        users_dropped = feedback.dropped_by_filter(ratings.df, interactions, S.USER_ID).count()
-        items_dropped = feedback.dropped_by_filter(ratings.df, interactions, S.ITEM_ID).count()
+        # interactions are a subset of ratings: what is rated but absent had no rating >= min_rating
+        rated = ratings.df.agg(F.count_distinct(S.USER_ID), F.count_distinct(S.ITEM_ID)).first()
+        users_dropped = rated[0] - row["total_users"]
+        items_dropped = rated[1] - row["total_items"]
     runlog.counts.update(
         {
             "rows_read": ratings.rows_read,
@@ -320,8 +323,6 @@ def stage_similar(spark: SparkSession, cfg: Config, output: str) -> dict[str, An
 
 def show(spark: SparkSession, output: str, *, user: int | None = None, item: int | None = None) -> list[tuple[str, Any]]:
     """The notebook's questions for one id, as ``(title, pandas DataFrame)`` pairs read from ``output``."""
-    from pyspark.sql import functions as F
-
     def rows(name: str, key: str, value: int, produced_by: str) -> Any:
         table = _required_table(spark, output, name, produced_by)
         return table.where(F.col(key) == value).orderBy(S.RANK).drop(key).toPandas()

@@ -30,6 +30,11 @@ def is_connect(spark: SparkSession) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
+def describe(spark: SparkSession) -> str:
+    """The master URL, or ``connect`` for a Spark Connect session."""
+    return "connect" if is_connect(spark) else spark.sparkContext.master
+
+
 def local_cores(master: str) -> int | None:
     """Cores of a ``local``/``local[N]``/``local[*]`` master, ``None`` for a cluster master."""
     if master == "local":
@@ -74,5 +79,5 @@ def get_spark(app_name: str = "als-spark", *, remote: str | None = None, conf: d
         for key, value in {**settings, **(conf or {})}.items():
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    log.info("Spark %s session ready (%s)", spark.version, "connect" if is_connect(spark) else spark.sparkContext.master)
+    log.info("Spark %s session ready (%s)", spark.version, describe(spark))
     return spark

@@ -60,10 +60,3 @@ def test_exclusions_rated_liked_and_none(ratings):
     assert _as_sets(feedback.exclusions(ratings, interactions, "liked")) == {1: [10, 20], 2: [10]}
     assert feedback.exclusions(ratings, interactions, "none") is None
 
-
-def test_dropped_by_filter_lists_ids_with_no_interaction_left(spark, ratings):
-    interactions = feedback.to_interactions(ratings, IngestConfig())
-    users = feedback.dropped_by_filter(ratings, interactions, "user_id")
-    items = feedback.dropped_by_filter(ratings, interactions, "item_id")
-    assert [r.user_id for r in users.collect()] == [3]
-    assert [r.item_id for r in items.collect()] == [30]
