@@ -33,6 +33,11 @@ class IngestConfig:
     confidence: str = "rating"
     #: Input format; ``auto`` detects it from the file.
     format: str = "auto"
+    #: Valid ratings lie in [rating_min, rating_max]; others are rejected (MovieLens: 0.5 to 5).
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    #: Fail (and publish nothing) when more than this share of input lines is rejected.
+    max_rejected_fraction: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,9 @@ _VALIDATORS: dict[str, Any] = {
     "ingest.min_rating": lambda v: None if _is_number(v) else "must be a number",
     "ingest.confidence": _choice(CONFIDENCE_MODES),
     "ingest.format": _choice(INPUT_FORMATS),
+    "ingest.rating_min": lambda v: None if _is_number(v) else "must be a number",
+    "ingest.rating_max": lambda v: None if _is_number(v) else "must be a number",
+    "ingest.max_rejected_fraction": lambda v: None if _is_number(v) and 0 <= v <= 1 else "must be a number from 0 to 1",
     "als.rank": _positive_int,
     "als.max_iter": _positive_int,
     "als.reg_param": _non_negative_number,
@@ -187,6 +195,11 @@ def build_config(tree: Mapping[str, Any] | None = None, overrides: list[str] | t
             if problem:
                 raise ConfigError(f"{section}.{key} {problem}, got {value!r}")
         built[section] = cls(**merged)
+    ingest = built["ingest"]
+    if ingest.rating_min > ingest.rating_max:
+        raise ConfigError(
+            f"ingest.rating_min ({ingest.rating_min:g}) must not exceed ingest.rating_max ({ingest.rating_max:g})"
+        )
     return Config(**built)
 
 

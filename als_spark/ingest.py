@@ -21,7 +21,7 @@ import posixpath
 from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
@@ -39,6 +39,7 @@ class Ratings:
     """Ratings that passed validation, and how many input rows did not."""
 
     df: DataFrame  #: user_id, item_id, rating, timestamp; one row per (user, item); cached
+    rejected: DataFrame  #: line, reason: every input line that could not be used
     rows_read: int  #: lines read from the input (after a header)
     rows_rejected: int  #: lines with a missing or unparseable field
     duplicates_dropped: int  #: valid rows dropped because a later one rated the same pair
@@ -71,14 +72,79 @@ def detect_format(first_line: str) -> str | None:
     return None
 
 
-def read_ratings(spark: SparkSession, path: str, *, fmt: str = "auto") -> Ratings:
+#: Field separator (a regular expression for ``split``) of each format.
+SEPARATORS = {"ml-100k": "\t", "ml-1m": "::", "csv": ","}
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def _try_cast(column: str, type_name: str) -> Column:
+    # NULL instead of an error (or a silent truncation of "1.5" to 1) for bad text; SQL form for pyspark 3.5.
+    return F.expr(f"try_cast(`{column}` AS {type_name})")
+
+
+def parse_lines(lines: DataFrame, fmt: str, *, rating_range: tuple[float, float]) -> DataFrame:
+    """Parse raw text lines (column ``value``) of a ratings format.
+
+    Returns ``line, reason, user_id, item_id, rating, timestamp``: ``reason`` is
+    NULL for a valid row, otherwise why it was rejected (the typed columns are
+    then NULL or meaningless). A UTF-8 byte-order mark and a trailing carriage
+    return are removed first; a ``csv`` header line is dropped.
+    """
+    if fmt not in SEPARATORS:
+        raise ConfigError(f"ingest.format must be one of auto, ml-100k, ml-1m, csv, got {fmt!r}")
+    low, high = rating_range
+    line = F.regexp_replace(F.regexp_replace("value", "^\ufeff", ""), "\r$", "")
+    df = lines.select(line.alias("line"))
+    if fmt == "csv":
+        df = df.where(~F.lower(F.trim("line")).startswith("userid,"))
+    names = (S.USER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP)
+    fields = F.split("line", SEPARATORS[fmt], -1)
+    df = df.select("line", fields.alias("_f")).select(
+        "line", "_f", *[F.trim(F.try_element_at("_f", F.lit(i + 1))).alias(f"_{name}") for i, name in enumerate(names)]
+    )
+    raw = {name: F.col(f"_{name}") for name in names}
+    ids = {name: _try_cast(f"_{name}", "BIGINT") for name in (S.USER_ID, S.ITEM_ID)}
+    rating = _try_cast(f"_{S.RATING}", "DOUBLE")
+    timestamp = _try_cast(f"_{S.TIMESTAMP}", "BIGINT")
+
+    checks: list[tuple[Column, str]] = [
+        (F.trim("line") == "", "empty line"),
+        (F.size("_f") != 4, "wrong number of fields"),
+    ]
+    for name in (S.USER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP):
+        checks.append((raw[name] == "", f"missing {name}"))
+    for name in (S.USER_ID, S.ITEM_ID):
+        checks.append((ids[name].isNull(), f"{name} is not an integer"))
+        checks.append((~ids[name].between(*_INT32), f"{name} outside the 32-bit integer range"))
+    checks += [
+        (rating.isNull(), "rating is not a number"),
+        (F.isnan(rating) | rating.isin(float("inf"), float("-inf")), "rating is not finite"),
+        (~rating.between(low, high), f"rating outside [{low:g}, {high:g}]"),
+        (timestamp.isNull(), "timestamp is not an integer"),
+    ]
+    reason = F.when(checks[0][0], F.lit(checks[0][1]))
+    for condition, text in checks[1:]:
+        reason = reason.when(condition, F.lit(text))
+    return df.select(
+        "line",
+        reason.alias("reason"),
+        *[F.when(ids[n].between(*_INT32), ids[n].cast("int")).alias(n) for n in (S.USER_ID, S.ITEM_ID)],
+        rating.alias(S.RATING),
+        timestamp.alias(S.TIMESTAMP),
+    )
+
+
+def read_ratings(
+    spark: SparkSession, path: str, *, fmt: str = "auto", rating_range: tuple[float, float] = (0.5, 5.0)
+) -> Ratings:
     """Read a ratings file into validated, de-duplicated ``user_id, item_id, rating, timestamp``.
 
-    Rows with a missing or unparseable field, or a non-finite rating, are rejected
-    and counted. When a (user, item) pair occurs more than once, the row with
-    the latest timestamp wins (then the higher rating); the others are counted
-    as duplicates. Raises :class:`InputDataError` when the input is missing,
-    empty, in an unknown format, or has no valid row.
+    Every line that cannot be used is rejected with its reason (see
+    :func:`parse_lines`) and kept in ``Ratings.rejected``. When a (user, item)
+    pair occurs more than once, the row with the latest timestamp wins (then
+    the higher rating); the others are counted as duplicates. Raises
+    :class:`InputDataError` when the input is missing, empty, in an unknown
+    format, or has no valid row.
     """
     head = _head_lines(spark, path)
     if not head:
@@ -94,48 +160,56 @@ def read_ratings(spark: SparkSession, path: str, *, fmt: str = "auto") -> Rating
         fmt = detected
         log.info("detected input format %s for %s", fmt, path)
 
-    reader = spark.read.option("mode", "PERMISSIVE")
-    if fmt == "ml-100k":
-        raw = reader.csv(path, sep="\t", schema=S.RAW_RATINGS_INT)
-    elif fmt == "ml-1m":
-        raw = reader.csv(path, sep="::", schema=S.RAW_RATINGS_INT)
-    elif fmt == "csv":
-        has_header = head[0].lower().startswith("userid")
-        raw = reader.csv(path, sep=",", header=has_header, schema=S.RAW_RATINGS_CSV)
-        raw = raw.withColumnsRenamed({"userId": S.USER_ID, "movieId": S.ITEM_ID})
-    else:
-        raise ConfigError(f"ingest.format must be one of auto, ml-100k, ml-1m, csv, got {fmt!r}")
-
-    valid_row = (
-        F.col(S.USER_ID).isNotNull()
-        & F.col(S.ITEM_ID).isNotNull()
-        & F.col(S.RATING).isNotNull()
-        & ~F.isnan(S.RATING)
-        & ~F.col(S.RATING).isin(float("inf"), float("-inf"))
-        & F.col(S.TIMESTAMP).isNotNull()
-    )
-    flagged = raw.withColumn("_valid", F.coalesce(valid_row, F.lit(False)))
-    counts = flagged.groupBy().agg(
-        F.count(F.lit(1)).alias("read"), F.sum(F.when(~F.col("_valid"), 1).otherwise(0)).alias("rejected")
+    parsed = parse_lines(spark.read.text(path), fmt, rating_range=rating_range).cache()
+    counts = parsed.agg(
+        F.count(F.lit(1)).alias("read"), F.count("reason").alias("rejected")
     ).first()
-    rows_read, rows_rejected = int(counts["read"]), int(counts["rejected"] or 0)
+    rows_read, rows_rejected = int(counts["read"]), int(counts["rejected"])
+    rejected = parsed.where(F.col("reason").isNotNull()).select("line", "reason")
     if rows_read == 0:
         raise InputDataError(f"input is empty: {path} has no rating rows.")
     if rows_read == rows_rejected:
         raise InputDataError(
-            f"no valid rating row in {path} ({rows_read} rows read, all rejected) as format {fmt}. "
-            "Check the delimiter and columns, or pass --format."
+            f"no valid rating row in {path} ({rows_read} lines read as format {fmt}, all rejected; "
+            f"{_reasons(rejected)}). Check the delimiter and columns, or pass --format."
         )
     if rows_rejected:
-        log.warning("rejected %d of %d input rows with a missing or unparseable field", rows_rejected, rows_read)
+        log.warning("rejected %d of %d input lines", rows_rejected, rows_read)
 
-    valid = flagged.where("_valid").select(S.USER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP)
+    valid = parsed.where(F.col("reason").isNull()).select(S.USER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP)
     deduped = deduplicate_latest(valid).cache()
     rows = deduped.count()
     duplicates = rows_read - rows_rejected - rows
     if duplicates:
         log.warning("dropped %d duplicate (user, item) rows; the latest rating of each pair was kept", duplicates)
-    return Ratings(df=deduped, rows_read=rows_read, rows_rejected=rows_rejected, duplicates_dropped=duplicates, rows=rows, fmt=fmt)
+    return Ratings(
+        df=deduped, rejected=rejected, rows_read=rows_read, rows_rejected=rows_rejected,
+        duplicates_dropped=duplicates, rows=rows, fmt=fmt,
+    )
+
+
+def _reasons(rejected: DataFrame, n: int = 3) -> str:
+    """The most common rejection reasons with an example line each, for an error message."""
+    top = (
+        rejected.groupBy("reason")
+        .agg(F.count(F.lit(1)).alias("n"), F.min("line").alias("example"))
+        .orderBy(F.desc("n"), "reason")
+        .limit(n)
+        .collect()
+    )
+    return "; ".join(f"{r['n']} x {r['reason']} (e.g. {r['example'][:60]!r})" for r in top)
+
+
+def check_rejected(ratings: Ratings, max_fraction: float, path: str) -> None:
+    """Raise :class:`InputDataError` when more than ``max_fraction`` of the lines were rejected."""
+    if ratings.rows_read and ratings.rows_rejected / ratings.rows_read > max_fraction:
+        raise InputDataError(
+            f"{ratings.rows_rejected} of {ratings.rows_read} lines of {path} "
+            f"({ratings.rows_rejected / ratings.rows_read:.1%}) were rejected, more than "
+            f"ingest.max_rejected_fraction = {max_fraction:g}: {_reasons(ratings.rejected)}. "
+            "Nothing was published. Fix the input, force the right --format, or raise the limit with "
+            "--set ingest.max_rejected_fraction=..."
+        )
 
 
 def deduplicate_latest(ratings: DataFrame) -> DataFrame:

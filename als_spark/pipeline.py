@@ -81,6 +81,7 @@ class RunLog:
 @dataclass
 class Ingested:
     ratings: DataFrame  #: validated, de-duplicated input (cached)
+    rejected: DataFrame  #: line, reason
     interactions: DataFrame  #: what ALS trains on (cached)
     items: DataFrame | None  #: item_id, title
     summary: DataFrame
@@ -95,7 +96,11 @@ def _load_ratings(spark: SparkSession, source: Source, cfg: Config, runlog: RunL
         n = df.count()
         items = spark.createDataFrame(data.items, schema=S.ITEMS)
         runlog.input.update({"dataset": "synthetic", "seed": source.synthetic_seed, "format": "synthetic"})
-        return ingest.Ratings(df=df, rows_read=n, rows_rejected=0, duplicates_dropped=0, rows=n, fmt="synthetic"), items
+        rejected = spark.createDataFrame([], schema=S.REJECTED)
+        ratings = ingest.Ratings(
+            df=df, rejected=rejected, rows_read=n, rows_rejected=0, duplicates_dropped=0, rows=n, fmt="synthetic"
+        )
+        return ratings, items
 
     path = source.path
     if source.dataset == "ml-100k":
@@ -105,7 +110,10 @@ def _load_ratings(spark: SparkSession, source: Source, cfg: Config, runlog: RunL
         runlog.input["dataset"] = "ml-100k"
     if path is None:
         raise InputDataError("no input: pass --input PATH or --dataset synthetic|ml-100k")
-    ratings = ingest.read_ratings(spark, path, fmt=cfg.ingest.format)
+    ratings = ingest.read_ratings(
+        spark, path, fmt=cfg.ingest.format, rating_range=(cfg.ingest.rating_min, cfg.ingest.rating_max)
+    )
+    ingest.check_rejected(ratings, cfg.ingest.max_rejected_fraction, path)
     items_path = source.items or ingest.items_path_beside(path, ratings.fmt)
     items = None
     try:
@@ -163,7 +171,7 @@ def run_ingest(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog)
             "%d users and %d items have no rating >= %s and get no factors, recommendations or neighbours",
             users_dropped, items_dropped, cfg.ingest.min_rating,
         )
-    return Ingested(ratings=ratings.df, interactions=interactions, items=items, summary=summary)
+    return Ingested(ratings=ratings.df, rejected=ratings.rejected, interactions=interactions, items=items, summary=summary)
 
 
 def write_ingested(data: Ingested, output: str, runlog: RunLog) -> None:
@@ -172,6 +180,7 @@ def write_ingested(data: Ingested, output: str, runlog: RunLog) -> None:
             "dataset_summary": publish.conform(data.summary, S.DATASET_SUMMARY),
             "ratings": publish.conform(data.ratings, S.RATINGS).orderBy(S.USER_ID, S.ITEM_ID),
             "interactions": publish.conform(data.interactions, S.INTERACTIONS).orderBy(S.USER_ID, S.ITEM_ID),
+            "rejected": publish.conform(data.rejected, S.REJECTED),
         }
         if data.items is not None:
             tables["items"] = publish.conform(data.items, S.ITEMS).orderBy(S.ITEM_ID)

@@ -33,27 +33,13 @@ SIMILAR_USER_ID = "similar_user_id"
 SIMILAR_TITLE = "similar_title"
 SIMILARITY = "similarity"
 
-# --- input formats (explicit, never inferred) --------------------------------
-#: MovieLens 100k ``u.data`` and 1M ``ratings.dat``: integer ratings.
-RAW_RATINGS_INT = StructType(
-    [
-        StructField(USER_ID, IntegerType()),
-        StructField(ITEM_ID, IntegerType()),
-        StructField(RATING, DoubleType()),
-        StructField(TIMESTAMP, LongType()),
-    ]
-)
-#: MovieLens latest / 25M ``ratings.csv`` (half-star ratings); same columns.
-RAW_RATINGS_CSV = StructType(
-    [
-        StructField("userId", IntegerType()),
-        StructField("movieId", IntegerType()),
-        StructField(RATING, DoubleType()),
-        StructField(TIMESTAMP, LongType()),
-    ]
-)
-
 # --- tables the pipeline writes ------------------------------------------------
+REJECTED = StructType(
+    [
+        StructField("line", StringType(), True),
+        StructField("reason", StringType(), True),
+    ]
+)
 RATINGS = StructType(
     [
         StructField(USER_ID, IntegerType(), False),

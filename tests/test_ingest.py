@@ -60,6 +60,72 @@ def test_detect_format_from_first_line():
     assert ingest.detect_format("hello world") is None
 
 
+def test_every_bad_line_is_rejected_with_its_reason(spark):
+    lines = [
+        "1\t10\t5\t100",  # valid
+        "",  # empty line
+        "1\t10\t5",  # 3 fields
+        "1\t10\t5\t100\t7",  # 5 fields
+        "\t10\t5\t100",  # missing user id
+        "1\t\t5\t100",  # missing item id
+        "u1\t10\t5\t100",  # non-integer user id
+        "1\t1.5\t5\t100",  # non-integer item id (never truncated to 1)
+        "2147483648\t10\t5\t100",  # one past the 32-bit range
+        "1\t10\tfive\t100",  # rating not a number
+        "1\t10\tNaN\t100",  # rating not finite
+        "1\t10\tInfinity\t100",  # rating not finite
+        "1\t10\t-1\t100",  # rating below the range
+        "1\t10\t5.5\t100",  # rating above the range
+        "1\t10\t5\tyesterday",  # timestamp not an integer
+        "-7\t10\t0.5\t100",  # valid: negative ids are ids, 0.5 is in range
+        "2147483647\t10\t5\t100",  # valid: the largest 32-bit id
+    ]
+    got = ingest.parse_lines(spark.createDataFrame([(v,) for v in lines], "value string"), "ml-100k", rating_range=(0.5, 5.0))
+    reasons = [
+        None, "empty line", "wrong number of fields", "wrong number of fields", "missing user_id", "missing item_id",
+        "user_id is not an integer", "item_id is not an integer", "user_id outside the 32-bit integer range",
+        "rating is not a number", "rating is not finite", "rating is not finite", "rating outside [0.5, 5]",
+        "rating outside [0.5, 5]", "timestamp is not an integer", None, None,
+    ]
+    expected = spark.createDataFrame(list(zip(lines, reasons)), "line string, reason string")
+    assert_df_equality(got.select("line", "reason"), expected, ignore_nullable=True, ignore_row_order=True)
+    valid = got.where("reason IS NULL").select("user_id", "item_id", "rating", "timestamp")
+    want = spark.createDataFrame([(1, 10, 5.0, 100), (-7, 10, 0.5, 100), (2147483647, 10, 5.0, 100)], RATINGS)
+    assert_df_equality(valid, want, ignore_nullable=True, ignore_row_order=True)
+
+
+def test_crlf_line_ends_and_a_byte_order_mark_are_tolerated(spark, tmp_path):
+    path = _write(tmp_path / "u.data", "\ufeff1\t10\t5\t100\r\n2\t20\t4\t200\r\n")
+    got = ingest.read_ratings(spark, path)
+    assert (got.rows_read, got.rows_rejected) == (2, 0)
+    assert_df_equality(_sorted(got.df), spark.createDataFrame([(1, 10, 5.0, 100), (2, 20, 4.0, 200)], RATINGS), ignore_nullable=True)
+
+
+def test_rating_range_is_configurable(spark, tmp_path):
+    path = _write(tmp_path / "u.data", "1\t10\t10\t100\n1\t11\t0\t100\n")
+    assert ingest.read_ratings(spark, path, rating_range=(0, 10)).rows == 2
+    with pytest.raises(InputDataError, match=r"all rejected; 2 x rating outside \[1, 5\]"):
+        ingest.read_ratings(spark, path, rating_range=(1, 5))
+
+
+def test_too_many_rejected_lines_is_an_error_listing_reasons(spark, tmp_path):
+    path = _write(tmp_path / "u.data", "1\t10\t5\t100\n1\t11\tx\t100\n2\t10\t4\t100\n2\t11\t4\n")
+    ratings = ingest.read_ratings(spark, path)
+    assert (ratings.rows_read, ratings.rows_rejected) == (4, 2)
+    ingest.check_rejected(ratings, 0.5, path)  # exactly at the limit: allowed
+    with pytest.raises(InputDataError) as err:
+        ingest.check_rejected(ratings, 0.49, path)
+    message = str(err.value)
+    assert "2 of 4 lines" in message and "(50.0%)" in message and "Nothing was published" in message
+    assert "1 x rating is not a number (e.g. '1\\t11\\tx\\t100')" in message
+    assert "1 x wrong number of fields" in message and "ingest.max_rejected_fraction" in message
+    assert_df_equality(
+        ratings.rejected.orderBy("line"),
+        spark.createDataFrame([("1\t11\tx\t100", "rating is not a number"), ("2\t11\t4", "wrong number of fields")], "line string, reason string"),
+        ignore_nullable=True,
+    )
+
+
 def test_bad_rows_are_rejected_and_counted(spark, tmp_path):
     text = "\n".join(
         [
