@@ -1,0 +1,96 @@
+"""The evaluate job: split, fit ALS on train, score it and the baselines on planted data.
+
+Two disjoint taste groups, and a chronological split, so the train/test sets and the
+popularity baseline are computed by hand below.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.sql import functions as F
+
+from als_spark import evaluate as E
+from als_spark.config import ALSConfig, Config
+from als_spark.errors import ConfigError
+
+INTERACTIONS = "user_id int, item_id int, rating double, confidence double, timestamp long"
+
+# Group A: users 1..6 each interact with all of items 101..108; group B: users 7..9 with 201..208.
+# Timestamps put each user's two latest items (the test items at 0.25 * 8 = 2) at:
+LATEST = {1: (101, 102), 2: (103, 104), 3: (105, 106), 4: (107, 108), 5: (101, 102), 6: (103, 104),
+          7: (201, 202), 8: (203, 204), 9: (205, 206)}
+# Train popularity (users minus those holding the item out):
+#   101..104: 6 - 2 = 4, 105..108: 6 - 1 = 5; 201..206: 3 - 1 = 2, 207..208: 3.
+# Every A item (>= 4) is more popular than every B item (<= 3). With k = 2:
+#   A users: unseen = their 2 test items (A) + all B items -> popularity returns exactly the test items:
+#            precision = recall = ndcg = AP = 1, hit.
+#   B users: unseen = all 8 A items + their 2 test items -> popularity returns 105, 106 (5, smallest ids): 0.
+# Over 9 users: precision = recall = ndcg = map = hit_rate = 6/9.
+# Coverage: A lists cover 101..108 (users 1-4), B lists {105, 106}: 8 of the 16 train items.
+POPULARITY = {"precision": 6 / 9, "recall": 6 / 9, "ndcg": 6 / 9, "map": 6 / 9, "hit_rate": 6 / 9, "coverage": 8 / 16, "users": 9}
+
+
+def _rows():
+    rows = []
+    for user, latest in LATEST.items():
+        items = range(101, 109) if user <= 6 else range(201, 209)
+        older = [i for i in items if i not in latest]
+        for t, item in enumerate(older + list(latest)):
+            rows.append((user, item, 5.0, 5.0, 1000 * user + t))
+    return rows
+
+
+@pytest.fixture
+def interactions(spark):
+    return spark.createDataFrame(_rows(), INTERACTIONS)
+
+
+CFG = Config(als=ALSConfig(rank=4, max_iter=10, reg_param=0.01, alpha=1.0, seed=1, num_blocks=2))
+
+
+def test_run_evaluate_chronological_planted_groups(spark, interactions):
+    metrics, rows = E.run_evaluate(spark, interactions, CFG, k=2, test_fraction=0.25, split="chronological", seed=3)
+    assert metrics.schema == E.METRICS
+    assert [r["model"] for r in rows] == ["als", "popularity", "random"]
+    assert [r.asDict() for r in metrics.collect()] == rows
+    by_model = {r["model"]: r for r in rows}
+    for r in rows:
+        assert (r["k"], r["users"], r["split"], r["test_fraction"]) == (2, 9, "chronological", 0.25)
+        assert all(0.0 <= r[m] <= 1.0 for m in E.METRIC_NAMES), r
+    # The popularity row, computed by hand above.
+    pop = {key: by_model["popularity"][key] for key in POPULARITY}
+    assert pop == pytest.approx(POPULARITY)
+    # ALS recovers the two groups: a user's only unseen in-group items are its 2 test items, so its
+    # top 2 are exactly those: all metrics 1; coverage = the 14 test items (101..108, 201..206) of 16.
+    als = {key: by_model["als"][key] for key in POPULARITY}
+    assert als == pytest.approx({**{m: 1.0 for m in E.METRIC_NAMES}, "coverage": 14 / 16, "users": 9})
+    assert by_model["als"]["ndcg"] > by_model["popularity"]["ndcg"]
+
+
+def test_run_evaluate_random_split_only_popularity(spark, interactions):
+    metrics, rows = E.run_evaluate(
+        spark, interactions.drop("timestamp"), CFG, k=3, split="random", seed=5, baselines=("popularity",)
+    )
+    assert [r["model"] for r in rows] == ["als", "popularity"]
+    # 2 test items per user (round(0.25 * 8)); every user is evaluated.
+    assert metrics.select("users", "split", "k").distinct().collect() == [(9, "random", 3)]
+    assert metrics.where(F.col("precision").isNull() | F.isnan("precision")).count() == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"split": "by_time"}, "split must be one of"),
+        ({"baselines": ("popularity", "oracle")}, "unknown baseline"),
+        ({"k": 0}, "k must be"),
+        ({"test_fraction": 1.0}, "test_fraction"),
+    ],
+)
+def test_run_evaluate_rejects_bad_arguments(spark, interactions, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        E.run_evaluate(spark, interactions, CFG, **kwargs)
+
+
+def test_run_evaluate_chronological_needs_timestamps(spark, interactions):
+    with pytest.raises(ConfigError, match="timestamp"):
+        E.run_evaluate(spark, interactions.drop("timestamp"), CFG, split="chronological")
