@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("run", "ingest"):
             _input(p)
         _common(p)
+    ev = sub.add_parser("evaluate", help="hold-out evaluation of the configuration against popularity and random baselines",
+                        description="split each user's interactions into train and test, fit on train, and score "
+                        "precision, recall, NDCG, MAP and hit rate @k plus catalogue coverage; writes DIR/metrics and DIR/metrics.md")
+    _input(ev)
+    _common(ev)
+    ev.add_argument("--k", type=int, default=10, help="list length scored (default 10)")
+    ev.add_argument("--test-fraction", type=float, default=0.25, help="share of each user's interactions held out (default 0.25)")
+    ev.add_argument("--split", choices=["random", "chronological"], default="random",
+                    help="random per-user holdout (default) or each user's latest interactions")
+    ev.add_argument("--split-seed", type=int, default=42, help="seed of the random split (default 42)")
     show = sub.add_parser("show", help="print one user's recommendations and neighbours, or one item's neighbours",
                           description="print one user's recommendations and similar users, or one item's similar items, from DIR")
     show.add_argument("--output", required=True, metavar="DIR", help="directory written by `als-spark run`")
@@ -117,6 +127,13 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any] | None:
     from als_spark.session import get_spark
 
     spark = get_spark(remote=args.remote)
+    if args.command == "evaluate":
+        source = pipeline.Source(path=args.input, dataset=args.dataset, items=args.items, synthetic_seed=args.synthetic_seed)
+        result = pipeline.stage_evaluate(
+            spark, source, cfg, args.output, k=args.k, test_fraction=args.test_fraction, split=args.split, seed=args.split_seed
+        )
+        print("\n" + pipeline.metrics_markdown(result["metrics"]))
+        return result
     if args.command in ("run", "ingest"):
         source = pipeline.Source(path=args.input, dataset=args.dataset, items=args.items, synthetic_seed=args.synthetic_seed)
         if args.command == "run":

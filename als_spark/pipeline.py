@@ -330,6 +330,40 @@ def stage_similar(spark: SparkSession, cfg: Config, output: str) -> dict[str, An
     return runlog.write(spark, output)
 
 
+def metrics_markdown(rows: list[dict[str, Any]]) -> str:
+    """The metrics rows as a Markdown table (what ``metrics.md`` holds)."""
+    from als_spark.evaluate import METRIC_NAMES
+
+    k = rows[0]["k"] if rows else "k"
+    head = ["model", *[f"{m}@{k}" if m not in ("coverage",) else m for m in METRIC_NAMES], "users"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        lines.append("| " + " | ".join([row["model"], *[f"{row[m]:.4f}" for m in METRIC_NAMES], str(row["users"])]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def stage_evaluate(
+    spark: SparkSession, source: Source, cfg: Config, output: str, *, k: int, test_fraction: float, split: str, seed: int
+) -> dict[str, Any]:
+    """Hold-out evaluation of ``cfg`` against the baselines; writes ``metrics`` and ``metrics.md``."""
+    from als_spark import evaluate
+
+    runlog = RunLog(command="evaluate", config=cfg)
+    with runlog.timer.stage("ingest"):
+        ratings, _ = _load_ratings(spark, source, cfg, runlog)
+        interactions = evaluate.interactions_with_timestamp(ratings.df, cfg.ingest)
+    metrics, rows = evaluate.run_evaluate(
+        spark, interactions, cfg, k=k, test_fraction=test_fraction, split=split, seed=seed, timer=runlog.timer
+    )
+    runlog.outputs["metrics"] = publish.write_table(metrics, output, "metrics")
+    runlog.outputs["metrics.md"] = publish.write_text(spark, output, "metrics.md", metrics_markdown(rows))
+    runlog.counts.update({"rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected, "evaluated_users": rows[0]["users"]})
+    runlog.input["evaluation"] = {"k": k, "test_fraction": test_fraction, "split": split, "seed": seed}
+    result = runlog.write(spark, output)
+    result["metrics"] = rows
+    return result
+
+
 def show(spark: SparkSession, output: str, *, user: int | None = None, item: int | None = None) -> list[tuple[str, Any]]:
     """The notebook's questions for one id, as ``(title, pandas DataFrame)`` pairs read from ``output``."""
     def rows(name: str, key: str, value: int, produced_by: str) -> Any:

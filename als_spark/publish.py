@@ -52,13 +52,17 @@ def local_path(path: str) -> str | None:
 
 
 def write_json(spark: SparkSession, output: str, name: str, payload: Mapping[str, Any]) -> str:
-    """Write ``payload`` as pretty JSON to ``output/name``.
+    """Write ``payload`` as pretty JSON to ``output/name`` (see :func:`write_text`)."""
+    return write_text(spark, output, name, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_text(spark: SparkSession, output: str, name: str, text: str) -> str:
+    """Write ``text`` to the file ``output/name``.
 
     On a local (or FUSE-mounted, like ``/dbfs`` and ``/Volumes``) path the file is
     replaced atomically; on a remote URI it is written through Spark as a
     one-file text dataset directory of that name.
     """
-    text = json.dumps(payload, indent=2, sort_keys=False, default=str)
     path = table_path(output, name)
     local = local_path(path)
     if local is None:
@@ -67,7 +71,7 @@ def write_json(spark: SparkSession, output: str, name: str, payload: Mapping[str
     os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(local) or ".", prefix=f".{name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text + "\n")
+        fh.write(text)
     os.replace(tmp, local)
     return path
 

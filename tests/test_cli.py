@@ -134,3 +134,18 @@ def test_synthesize_writes_movielens_files(tmp_path, capsys):
     assert main(["synthesize", "--output", str(tmp_path / "syn"), "--ratings", "20000"]) == 0
     lines = (tmp_path / "syn" / "u.data").read_text().splitlines()
     assert len(lines) == 20000 and len(lines[0].split("\t")) == 4
+
+
+def test_evaluate_writes_metrics_table_and_markdown(spark, movielens, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["evaluate", "--input", str(movielens / "u.data"), "--output", str(out), "--k", "2", "--split", "chronological", *SMALL]
+    assert main([*args, "--log-level", "WARNING"]) == 0
+    metrics = pd.read_parquet(out / "metrics")
+    assert metrics["model"].tolist() == ["als", "popularity", "random"]
+    assert (metrics["k"] == 2).all() and (metrics["split"] == "chronological").all()
+    # 8 users with 3 interactions each: round(0.25 * 3) = 1 held out per user, all 8 evaluated
+    assert (metrics["users"] == 8).all()
+    table = (out / "metrics.md").read_text()
+    assert table.splitlines()[0] == "| model | precision@2 | recall@2 | ndcg@2 | map@2 | hit_rate@2 | coverage | users |"
+    assert table in capsys.readouterr().out
+    assert json.loads((out / "run.json").read_text())["input"]["evaluation"] == {"k": 2, "test_fraction": 0.25, "split": "chronological", "seed": 42}
