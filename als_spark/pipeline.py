@@ -8,12 +8,13 @@ code. Each stage records its counts and timings in ``run.json``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -41,41 +42,81 @@ class Source:
     synthetic_seed: int = 42
 
 
-@dataclass
 class RunLog:
-    """What ``run.json`` records; stages add to it."""
+    """One command's run: stages its tables, then publishes them and ``run.json`` together.
 
-    command: str
-    config: Config
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    started_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    input: dict[str, Any] = field(default_factory=dict)
-    counts: dict[str, Any] = field(default_factory=dict)
-    outputs: dict[str, str] = field(default_factory=dict)
-    spark: dict[str, Any] = field(default_factory=dict)
-    timer: runinfo.Timer = field(default_factory=runinfo.Timer)
+    Use :func:`running`; stage functions call :meth:`write_table` and add to
+    ``counts``, ``input``, ``spark`` and ``timer``.
+    """
 
-    def write(self, spark: SparkSession, output: str) -> dict[str, Any]:
+    def __init__(self, spark: SparkSession, output: str, command: str, config: Config) -> None:
+        self.spark, self.output, self.command, self.config = spark, output, command, config
+        self.run_id = uuid.uuid4().hex
+        self.started_at = _now()
+        self.input: dict[str, Any] = {}
+        self.counts: dict[str, Any] = {}
+        self.outputs: dict[str, str] = {}
+        self.details: dict[str, Any] = {}
+        self.timer = runinfo.Timer()
+        self.publisher = publish.Publisher(spark, output, self.run_id)
+        self.result: dict[str, Any] = {}
+
+    def write_table(self, df: DataFrame, name: str) -> None:
+        """Stage ``df`` as table ``name``; it is published when the run succeeds."""
+        self.outputs[name] = self.publisher.write_table(df, name)
+
+    def stage_path(self, name: str) -> str:
+        """A staging path for a directory written by another writer (the ALS model)."""
+        self.outputs[name] = publish.table_path(self.output, name)
+        return self.publisher.path(name)
+
+    def finish(self) -> dict[str, Any]:
+        """Publish every staged table, then write ``run.json`` (last, so it names what was published)."""
+        with self.timer.stage("publish"):
+            rows = self.publisher.publish()
+        self.counts.update({name: n for name, n in rows.items() if name in PUBLISHED_COUNTS})
         # Stage commands (ingest, train, ...) add to the run.json of the stages before them.
-        previous = publish.read_json(output, "run.json") or {}
+        previous = publish.read_json(self.output, "run.json") or {}
         staged = self.command != "run" and previous.get("command") != "run"
         merge = (lambda key, new: {**previous.get(key, {}), **new}) if staged else (lambda key, new: new)
-        payload = {
+        published = {name: {"path": self.outputs[name], "rows": n} for name, n in rows.items()}
+        self.result = {
             "command": self.command,
             "run_id": self.run_id,
             "status": "succeeded",
             "started_at": self.started_at,
-            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "finished_at": _now(),
             "input": merge("input", self.input),
             "config": self.config.to_dict(),
             "counts": merge("counts", self.counts),
             "timings_seconds": merge("timings_seconds", self.timer.seconds),
             "outputs": merge("outputs", self.outputs),
-            "spark": merge("spark", {"master": session.describe(spark), **self.spark}),
-            "versions": runinfo.versions(spark),
+            "published": merge("published", published),
+            "spark": merge("spark", {"master": session.describe(self.spark), **self.details}),
+            "versions": runinfo.versions(self.spark),
         }
-        publish.write_json(spark, output, "run.json", payload)
-        return payload
+        self.publisher.write_file("run.json", publish.to_json(self.result))
+        return self.result
+
+
+#: Published tables whose row counts also go into ``run.json`` ``counts``.
+PUBLISHED_COUNTS = ("recommendations", "similar_items", "similar_users")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def running(spark: SparkSession, output: str, command: str, config: Config) -> Iterator[RunLog]:
+    """A run that publishes its tables if the block succeeds and publishes nothing if it fails."""
+    runlog = RunLog(spark, output, command, config)
+    try:
+        yield runlog
+    except BaseException:
+        runlog.publisher.abort()
+        raise
+    runlog.finish()
 
 
 @dataclass
@@ -174,7 +215,7 @@ def run_ingest(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog)
     return Ingested(ratings=ratings.df, rejected=ratings.rejected, interactions=interactions, items=items, summary=summary)
 
 
-def write_ingested(data: Ingested, output: str, runlog: RunLog) -> None:
+def write_ingested(data: Ingested, runlog: RunLog) -> None:
     with runlog.timer.stage("write_ingest"):
         tables = {
             "dataset_summary": publish.conform(data.summary, S.DATASET_SUMMARY),
@@ -185,24 +226,22 @@ def write_ingested(data: Ingested, output: str, runlog: RunLog) -> None:
         if data.items is not None:
             tables["items"] = publish.conform(data.items, S.ITEMS).orderBy(S.ITEM_ID)
         for name, df in tables.items():
-            runlog.outputs[name] = publish.write_table(df, output, name)
+            runlog.write_table(df, name)
 
 
-def run_train(spark: SparkSession, interactions: DataFrame, cfg: Config, output: str, runlog: RunLog) -> tuple[DataFrame, DataFrame]:
+def run_train(spark: SparkSession, interactions: DataFrame, cfg: Config, runlog: RunLog) -> tuple[DataFrame, DataFrame]:
     """Fit ALS (checkpointed), write the model and both factor tables; return the factors."""
     blocks = cfg.als.num_blocks or model.parallelism(spark)
-    runlog.spark.update({"parallelism": model.parallelism(spark), "als_blocks": blocks})
+    runlog.details.update({"parallelism": model.parallelism(spark), "als_blocks": blocks})
     with runlog.timer.stage("fit"):
         fitted = model.fit(interactions, cfg.als, num_blocks=blocks)
     with runlog.timer.stage("write_model"):
-        model_path = publish.table_path(output, "model")
-        fitted.write().overwrite().save(model_path)
-        runlog.outputs["model"] = model_path
+        fitted.write().overwrite().save(runlog.stage_path("model"))
         user_factors, item_factors = model.factors(fitted)
         user_factors = publish.conform(user_factors, S.FACTORS).orderBy(S.ID).cache()
         item_factors = publish.conform(item_factors, S.FACTORS).orderBy(S.ID).cache()
-        runlog.outputs["user_factors"] = publish.write_table(user_factors, output, "user_factors")
-        runlog.outputs["item_factors"] = publish.write_table(item_factors, output, "item_factors")
+        runlog.write_table(user_factors, "user_factors")
+        runlog.write_table(item_factors, "item_factors")
     runlog.counts.update({"user_factors": user_factors.count(), "item_factors": item_factors.count()})
     return user_factors, item_factors
 
@@ -215,7 +254,6 @@ def run_recommend(
     interactions: DataFrame,
     items: DataFrame | None,
     cfg: Config,
-    output: str,
     runlog: RunLog,
 ) -> None:
     with runlog.timer.stage("recommend"):
@@ -233,12 +271,11 @@ def run_recommend(
         if items is not None:
             recs = with_title(recs, items)
         recs = recs.orderBy(S.USER_ID, S.RANK)
-        runlog.outputs["recommendations"] = publish.write_table(recs, output, "recommendations")
-    runlog.counts["recommendations"] = publish.read_table(spark, output, "recommendations").count()
+        runlog.write_table(recs, "recommendations")
 
 
 def run_similar(
-    spark: SparkSession, user_factors: DataFrame, item_factors: DataFrame, items: DataFrame | None, cfg: Config, output: str, runlog: RunLog
+    spark: SparkSession, user_factors: DataFrame, item_factors: DataFrame, items: DataFrame | None, cfg: Config, runlog: RunLog
 ) -> None:
     k, par = cfg.similar.top_k, model.parallelism(spark)
     with runlog.timer.stage("similar_items"):
@@ -250,14 +287,12 @@ def run_similar(
                 with_title, items, id_col=S.SIMILAR_ITEM_ID, title_col=S.SIMILAR_TITLE
             )
         sim_items = sim_items.orderBy(S.ITEM_ID, S.RANK)
-        runlog.outputs["similar_items"] = publish.write_table(sim_items, output, "similar_items")
+        runlog.write_table(sim_items, "similar_items")
     with runlog.timer.stage("similar_users"):
         sim_users = publish.conform(
             similar_users(user_factors, top_k=k, n_users=runlog.counts.get("user_factors"), parallelism=par), S.SIMILAR_USERS
         ).orderBy(S.USER_ID, S.RANK)
-        runlog.outputs["similar_users"] = publish.write_table(sim_users, output, "similar_users")
-    runlog.counts["similar_items"] = publish.read_table(spark, output, "similar_items").count()
-    runlog.counts["similar_users"] = publish.read_table(spark, output, "similar_users").count()
+        runlog.write_table(sim_users, "similar_users")
 
 
 def _optional_table(spark: SparkSession, output: str, name: str) -> DataFrame | None:
@@ -277,33 +312,31 @@ def _required_table(spark: SparkSession, output: str, name: str, produced_by: st
     return table
 
 
-def run_all(spark: SparkSession, source: Source, cfg: Config, output: str, *, command: str = "run") -> dict[str, Any]:
+def run_all(spark: SparkSession, source: Source, cfg: Config, output: str) -> dict[str, Any]:
     """The whole pipeline: ingest, train, recommend, similar; returns what ``run.json`` records."""
-    runlog = RunLog(command=command, config=cfg)
-    with model.checkpoint_dir(spark, cfg.als.checkpoint_dir) as ckpt:
-        runlog.spark["checkpoint_dir"] = ckpt
+    with running(spark, output, "run", cfg) as runlog, model.checkpoint_dir(spark, cfg.als.checkpoint_dir) as ckpt:
+        runlog.details["checkpoint_dir"] = ckpt
         data = run_ingest(spark, source, cfg, runlog)
-        write_ingested(data, output, runlog)
-        user_factors, item_factors = run_train(spark, data.interactions, cfg, output, runlog)
-        run_recommend(spark, user_factors, item_factors, data.ratings, data.interactions, data.items, cfg, output, runlog)
-        run_similar(spark, user_factors, item_factors, data.items, cfg, output, runlog)
-    return runlog.write(spark, output)
+        write_ingested(data, runlog)
+        user_factors, item_factors = run_train(spark, data.interactions, cfg, runlog)
+        run_recommend(spark, user_factors, item_factors, data.ratings, data.interactions, data.items, cfg, runlog)
+        run_similar(spark, user_factors, item_factors, data.items, cfg, runlog)
+    return runlog.result
 
 
 def stage_ingest(spark: SparkSession, source: Source, cfg: Config, output: str) -> dict[str, Any]:
-    runlog = RunLog(command="ingest", config=cfg)
-    write_ingested(run_ingest(spark, source, cfg, runlog), output, runlog)
-    return runlog.write(spark, output)
+    with running(spark, output, "ingest", cfg) as runlog:
+        write_ingested(run_ingest(spark, source, cfg, runlog), runlog)
+    return runlog.result
 
 
 def stage_train(spark: SparkSession, cfg: Config, output: str) -> dict[str, Any]:
-    runlog = RunLog(command="train", config=cfg)
     interactions = _required_table(spark, output, "interactions", "ingest").cache()
-    with model.checkpoint_dir(spark, cfg.als.checkpoint_dir) as ckpt:
-        runlog.spark["checkpoint_dir"] = ckpt
+    with running(spark, output, "train", cfg) as runlog, model.checkpoint_dir(spark, cfg.als.checkpoint_dir) as ckpt:
+        runlog.details["checkpoint_dir"] = ckpt
         runlog.counts["interactions"] = interactions.count()
-        run_train(spark, interactions, cfg, output, runlog)
-    return runlog.write(spark, output)
+        run_train(spark, interactions, cfg, runlog)
+    return runlog.result
 
 
 def _factors(spark: SparkSession, output: str, runlog: RunLog) -> tuple[DataFrame, DataFrame]:
@@ -314,20 +347,20 @@ def _factors(spark: SparkSession, output: str, runlog: RunLog) -> tuple[DataFram
 
 
 def stage_recommend(spark: SparkSession, cfg: Config, output: str) -> dict[str, Any]:
-    runlog = RunLog(command="recommend", config=cfg)
-    user_factors, item_factors = _factors(spark, output, runlog)
-    ratings = _required_table(spark, output, "ratings", "ingest")
-    interactions = _required_table(spark, output, "interactions", "ingest")
-    items = _optional_table(spark, output, "items")
-    run_recommend(spark, user_factors, item_factors, ratings, interactions, items, cfg, output, runlog)
-    return runlog.write(spark, output)
+    with running(spark, output, "recommend", cfg) as runlog:
+        user_factors, item_factors = _factors(spark, output, runlog)
+        ratings = _required_table(spark, output, "ratings", "ingest")
+        interactions = _required_table(spark, output, "interactions", "ingest")
+        items = _optional_table(spark, output, "items")
+        run_recommend(spark, user_factors, item_factors, ratings, interactions, items, cfg, runlog)
+    return runlog.result
 
 
 def stage_similar(spark: SparkSession, cfg: Config, output: str) -> dict[str, Any]:
-    runlog = RunLog(command="similar", config=cfg)
-    user_factors, item_factors = _factors(spark, output, runlog)
-    run_similar(spark, user_factors, item_factors, _optional_table(spark, output, "items"), cfg, output, runlog)
-    return runlog.write(spark, output)
+    with running(spark, output, "similar", cfg) as runlog:
+        user_factors, item_factors = _factors(spark, output, runlog)
+        run_similar(spark, user_factors, item_factors, _optional_table(spark, output, "items"), cfg, runlog)
+    return runlog.result
 
 
 def metrics_markdown(rows: list[dict[str, Any]]) -> str:
@@ -348,20 +381,20 @@ def stage_evaluate(
     """Hold-out evaluation of ``cfg`` against the baselines; writes ``metrics`` and ``metrics.md``."""
     from als_spark import evaluate
 
-    runlog = RunLog(command="evaluate", config=cfg)
-    with runlog.timer.stage("ingest"):
-        ratings, _ = _load_ratings(spark, source, cfg, runlog)
-        interactions = evaluate.interactions_with_timestamp(ratings.df, cfg.ingest)
-    metrics, rows = evaluate.run_evaluate(
-        spark, interactions, cfg, k=k, test_fraction=test_fraction, split=split, seed=seed, timer=runlog.timer
-    )
-    runlog.outputs["metrics"] = publish.write_table(metrics, output, "metrics")
-    runlog.outputs["metrics.md"] = publish.write_text(spark, output, "metrics.md", metrics_markdown(rows))
-    runlog.counts.update({"rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected, "evaluated_users": rows[0]["users"]})
-    runlog.input["evaluation"] = {"k": k, "test_fraction": test_fraction, "split": split, "seed": seed}
-    result = runlog.write(spark, output)
-    result["metrics"] = rows
-    return result
+    with running(spark, output, "evaluate", cfg) as runlog:
+        with runlog.timer.stage("ingest"):
+            ratings, _ = _load_ratings(spark, source, cfg, runlog)
+            interactions = evaluate.interactions_with_timestamp(ratings.df, cfg.ingest)
+        metrics, rows = evaluate.run_evaluate(
+            spark, interactions, cfg, k=k, test_fraction=test_fraction, split=split, seed=seed, timer=runlog.timer
+        )
+        runlog.write_table(metrics, "metrics")
+        runlog.counts.update(
+            {"rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected, "evaluated_users": rows[0]["users"]}
+        )
+        runlog.input["evaluation"] = {"k": k, "test_fraction": test_fraction, "split": split, "seed": seed}
+        runlog.outputs["metrics.md"] = runlog.publisher.stage_file("metrics.md", metrics_markdown(rows))
+    return {**runlog.result, "metrics": rows}
 
 
 def show(spark: SparkSession, output: str, *, user: int | None = None, item: int | None = None) -> list[tuple[str, Any]]:

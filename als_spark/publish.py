@@ -1,24 +1,47 @@
-"""Write the pipeline's tables (Parquet) and its ``run.json``.
+"""Write the pipeline's tables (Parquet) and files, and publish them all-or-nothing.
 
 Every table goes through :func:`conform`, a ``select`` + ``cast`` to the schema
-in :mod:`als_spark.schema`, so what readers get is exactly the documented
-contract whatever the computation produced.
+in :mod:`als_spark.schema`, so readers get exactly the documented contract.
+
+**Publish protocol** (:class:`Publisher`). A run never writes into the tables
+readers see. It writes each table into ``DIR/.staging-<run id>/``; when every
+table of the run is complete, :meth:`Publisher.publish` checks each one (Spark's
+``_SUCCESS`` marker, readable schema, row count) and only then moves them into
+place, one directory rename each. On a local or FUSE-mounted file system
+(``/dbfs``, ``/Volumes``) an existing table is swapped with its replacement in
+one atomic ``renameat2(RENAME_EXCHANGE)`` call, so a reader always sees a
+complete old or complete new table, never a missing or partial one; where
+that call is not available, the old table is renamed aside first (a
+millisecond gap). ``run.json`` is written last and names what was published.
+A failure or kill before publishing leaves the previous outputs untouched; the
+next run removes the abandoned staging directory. On a remote URI (``s3://``,
+``abfss://``, ``hdfs://``, ``dbfs:``) the same protocol runs through Hadoop's
+``FileSystem`` on a classic session; over Spark Connect (no JVM access) tables
+are overwritten in place and a warning says so.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import logging
 import os
 import posixpath
+import shutil
 import tempfile
+import uuid
 from typing import Any, Mapping
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from als_spark.session import is_connect
+
 log = logging.getLogger(__name__)
+
+STAGING_PREFIX = ".staging-"
 
 
 def conform(df: DataFrame, schema: StructType, extra: tuple[str, ...] = ()) -> DataFrame:
@@ -29,14 +52,6 @@ def conform(df: DataFrame, schema: StructType, extra: tuple[str, ...] = ()) -> D
 
 def table_path(output: str, name: str) -> str:
     return posixpath.join(output.rstrip("/"), name)
-
-
-def write_table(df: DataFrame, output: str, name: str) -> str:
-    """Write ``df`` as Parquet to ``output/name``, replacing what was there. Returns the path."""
-    path = table_path(output, name)
-    df.write.mode("overwrite").parquet(path)
-    log.info("wrote %s", path)
-    return path
 
 
 def read_table(spark: SparkSession, output: str, name: str) -> DataFrame:
@@ -51,29 +66,179 @@ def local_path(path: str) -> str | None:
     return None if "://" in path or path.startswith("dbfs:") else path
 
 
-def write_json(spark: SparkSession, output: str, name: str, payload: Mapping[str, Any]) -> str:
-    """Write ``payload`` as pretty JSON to ``output/name`` (see :func:`write_text`)."""
-    return write_text(spark, output, name, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swap two existing paths (Linux ``renameat2``); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), b)
 
 
-def write_text(spark: SparkSession, output: str, name: str, text: str) -> str:
-    """Write ``text`` to the file ``output/name``.
+class _LocalFS:
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
 
-    On a local (or FUSE-mounted, like ``/dbfs`` and ``/Volumes``) path the file is
-    replaced atomically; on a remote URI it is written through Spark as a
-    one-file text dataset directory of that name.
-    """
-    path = table_path(output, name)
-    local = local_path(path)
-    if local is None:
-        spark.createDataFrame([(text,)], "value string").coalesce(1).write.mode("overwrite").text(path)
-        return path
-    os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(local) or ".", prefix=f".{name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, local)
-    return path
+    def delete(self, path: str) -> None:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.remove(path)
+
+    def replace(self, src: str, dst: str) -> None:
+        if not os.path.exists(dst):
+            os.rename(src, dst)
+        elif _exchange(src, dst):
+            self.delete(src)  # src now holds the old version
+        else:
+            aside = f"{dst}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(dst, aside)
+            os.rename(src, dst)
+            self.delete(aside)
+
+    def list(self, path: str) -> list[str]:
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+    def write_text(self, path: str, text: str) -> None:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=f".{os.path.basename(path)}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+
+
+class _HadoopFS:
+    """The same operations through the JVM's Hadoop FileSystem (classic sessions only)."""
+
+    def __init__(self, spark: SparkSession, root: str) -> None:
+        jvm = spark._jvm  # noqa: SLF001 - the only way to rename on HDFS/S3/ABFS from Python
+        self._path = jvm.org.apache.hadoop.fs.Path
+        self._fs = self._path(root).getFileSystem(spark._jsc.hadoopConfiguration())  # noqa: SLF001
+
+    def exists(self, path: str) -> bool:
+        return bool(self._fs.exists(self._path(path)))
+
+    def delete(self, path: str) -> None:
+        self._fs.delete(self._path(path), True)
+
+    def replace(self, src: str, dst: str) -> None:
+        aside = None
+        if self.exists(dst):
+            aside = f"{dst}.old-{uuid.uuid4().hex[:8]}"
+            self._fs.rename(self._path(dst), self._path(aside))
+        if not self._fs.rename(self._path(src), self._path(dst)):
+            raise OSError(f"could not rename {src} to {dst}")
+        if aside:
+            self.delete(aside)
+
+    def list(self, path: str) -> list[str]:
+        p = self._path(path)
+        return sorted(s.getPath().getName() for s in self._fs.listStatus(p)) if self._fs.exists(p) else []
+
+    def write_text(self, path: str, text: str) -> None:
+        tmp = self._path(f"{path}.tmp-{uuid.uuid4().hex[:8]}")
+        stream = self._fs.create(tmp, True)
+        stream.write(bytearray(text.encode("utf-8")))
+        stream.close()
+        self.replace(tmp.toString(), path)
+
+
+class Publisher:
+    """Stage a run's tables and files, then publish them together (see the module docstring)."""
+
+    def __init__(self, spark: SparkSession, output: str, run_id: str) -> None:
+        self.spark, self.output, self.run_id = spark, output.rstrip("/"), run_id
+        local = local_path(self.output)
+        self.staging = table_path(self.output, STAGING_PREFIX + run_id)
+        self._fs: _LocalFS | _HadoopFS | None
+        if local is not None:
+            self._fs, self._root = _LocalFS(), local
+            self._staging_fs_path = os.path.join(local, STAGING_PREFIX + run_id)
+        elif not is_connect(spark):
+            self._fs, self._root = _HadoopFS(spark, self.output), self.output
+            self._staging_fs_path = self.staging
+        else:
+            log.warning("Spark Connect with a remote output %s: tables are overwritten in place, not staged", output)
+            self._fs, self._root, self._staging_fs_path = None, self.output, self.output
+            self.staging = self.output
+        self.staged: dict[str, StructType | None] = {}
+
+    def _fs_path(self, *parts: str) -> str:
+        return posixpath.join(self._root, *parts)
+
+    def path(self, name: str) -> str:
+        """Where to write table ``name`` now (the staging directory)."""
+        self.staged.setdefault(name, None)
+        return table_path(self.staging, name)
+
+    def write_table(self, df: DataFrame, name: str) -> str:
+        """Write ``df`` as Parquet into staging; returns the path it will be published at."""
+        df.write.mode("overwrite").parquet(self.path(name))
+        self.staged[name] = df.schema
+        log.info("staged %s", name)
+        return table_path(self.output, name)
+
+    def stage_file(self, name: str, text: str) -> str:
+        """Stage a small text file, published with the tables; returns its published path."""
+        if self._fs is None:
+            return self.write_file(name, text)
+        self.staged[name] = None
+        self._fs.write_text(self._fs_path(STAGING_PREFIX + self.run_id, name), text)
+        return table_path(self.output, name)
+
+    def write_file(self, name: str, text: str) -> str:
+        """Write a small text file straight to ``output/name``, replacing it atomically where possible."""
+        if self._fs is not None:
+            self._fs.write_text(self._fs_path(name), text)
+        else:
+            self.spark.createDataFrame([(text,)], "value string").coalesce(1).write.mode("overwrite").text(table_path(self.output, name))
+        return table_path(self.output, name)
+
+    def _check(self, name: str) -> int | None:
+        """Row count of a staged table after checking it is complete and readable."""
+        schema = self.staged[name]
+        if schema is None:  # not a Parquet table (the saved model, a text file): its writer committed it
+            return None
+        staged_dir = table_path(self.staging, name)
+        marker = self._fs_path(STAGING_PREFIX + self.run_id, name, "_SUCCESS")
+        if self._fs is not None and not self._fs.exists(marker):
+            raise OSError(f"staged table {name} is incomplete (no _SUCCESS marker in {staged_dir})")
+        table = self.spark.read.parquet(staged_dir)
+        expected = [(f.name, f.dataType) for f in schema.fields]
+        if [(f.name, f.dataType) for f in table.schema.fields] != expected:
+            raise OSError(f"staged table {name} has schema {table.schema.simpleString()}, expected {schema.simpleString()}")
+        return table.count()
+
+    def publish(self) -> dict[str, int | None]:
+        """Check every staged table, then move all of them into place. Returns row counts."""
+        counts = {name: self._check(name) for name in self.staged}
+        if self._fs is not None:
+            for name in self.staged:
+                self._fs.replace(self._fs_path(STAGING_PREFIX + self.run_id, name), self._fs_path(name))
+            self._fs.delete(self._staging_fs_path)
+            self.clean_abandoned()
+        log.info("published %d tables to %s", len(self.staged), self.output)
+        return counts
+
+    def abort(self) -> None:
+        """Drop everything staged; the published outputs stay as they were."""
+        if self._fs is not None:
+            self._fs.delete(self._staging_fs_path)
+
+    def clean_abandoned(self) -> None:
+        """Remove staging directories left by runs that were killed before publishing."""
+        if self._fs is None:
+            return
+        for entry in self._fs.list(self._root):
+            if entry.startswith(STAGING_PREFIX) and entry != STAGING_PREFIX + self.run_id:
+                log.info("removing abandoned %s", entry)
+                self._fs.delete(self._fs_path(entry))
 
 
 def read_json(output: str, name: str) -> dict[str, Any] | None:
@@ -83,3 +248,7 @@ def read_json(output: str, name: str) -> dict[str, Any] | None:
         return None
     with open(local, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def to_json(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"
