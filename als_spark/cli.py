@@ -8,7 +8,9 @@ paragraph with a documented exit code (see :mod:`als_spark.errors`).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 from typing import Any, Sequence
 
@@ -43,6 +45,8 @@ def _input(p: argparse.ArgumentParser) -> None:
     p.add_argument("--items", metavar="PATH", help="item file with titles (default: u.item/movies.dat/movies.csv beside --input)")
     p.add_argument("--format", choices=INPUT_FORMATS, help="force the ratings format (default: detect; same as --set ingest.format=...)")
     p.add_argument("--synthetic-seed", type=int, default=42, metavar="N", help="seed of --dataset synthetic (default 42)")
+    p.add_argument("--synthetic-ratings", type=int, default=100_000, metavar="N",
+                   help="size of --dataset synthetic, e.g. 1000000 or 20000000 (MovieLens-shaped; default 100000)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=["random", "chronological"], default="random",
                     help="random per-user holdout (default) or each user's latest interactions")
     ev.add_argument("--split-seed", type=int, default=42, help="seed of the random split (default 42)")
+    bench = sub.add_parser("bench", help="benchmark als-spark against the tutorial pipeline and the implicit library",
+                           description="run als-spark, the naive tutorial pipeline and (if installed) the implicit "
+                           "library side by side on the same data; writes DIR/bench.json and DIR/bench.md")
+    _input(bench)
+    _common(bench)
+    bench.add_argument("--repeat", type=int, default=3, help="runs per system; medians are reported (default 3)")
+    bench.add_argument("--systems", default="als-spark,naive,implicit",
+                       help="comma-separated subset of als-spark,naive,implicit (default: all)")
+    doctor = sub.add_parser("doctor", help="check Java, Spark, Python, pandas/pyarrow and the BLAS Spark loads",
+                            description="check Java, Spark, Python, pandas/pyarrow and the BLAS Spark loads")
+    doctor.add_argument("--remote", metavar="URL", help="Spark Connect URL")
+    doctor.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     show = sub.add_parser("show", help="print one user's recommendations and neighbours, or one item's neighbours",
                           description="print one user's recommendations and similar users, or one item's similar items, from DIR")
     show.add_argument("--output", required=True, metavar="DIR", help="directory written by `als-spark run`")
@@ -109,6 +125,13 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any] | None:
         print(f"wrote {path}/u.data and {path}/u.item")
         return None
 
+    if args.command == "doctor":
+        from als_spark import runinfo
+        from als_spark.session import get_spark
+
+        problems = runinfo.doctor(get_spark(remote=args.remote))
+        return None if not problems else _fail(problems)
+
     if args.command == "show":
         from als_spark import pipeline
         from als_spark.session import get_spark
@@ -127,20 +150,47 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any] | None:
     from als_spark.session import get_spark
 
     spark = get_spark(remote=args.remote)
+    if args.command in ("run", "ingest", "evaluate", "bench"):
+        source = pipeline.Source(
+            path=args.input, dataset=args.dataset, items=args.items,
+            synthetic_seed=args.synthetic_seed, synthetic_ratings=args.synthetic_ratings,
+        )
+    if args.command == "bench":
+        from als_spark import bench
+
+        systems = tuple(x.strip() for x in args.systems.split(",") if x.strip())
+        unknown = set(systems) - {"als-spark", "naive", "implicit"}
+        if unknown or "als-spark" not in systems:
+            raise ConfigError(f"--systems must include als-spark and only als-spark, naive, implicit; got {args.systems!r}")
+        report = bench.run_bench(spark, source, cfg, repeat=args.repeat, systems=systems)
+        os.makedirs(args.output, exist_ok=True)
+        with open(os.path.join(args.output, "bench.json"), "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2, default=str)
+        text = bench.markdown(report)
+        with open(os.path.join(args.output, "bench.md"), "w", encoding="utf-8") as fh:
+            fh.write(text)
+        print("\n" + text)
+        return None
     if args.command == "evaluate":
-        source = pipeline.Source(path=args.input, dataset=args.dataset, items=args.items, synthetic_seed=args.synthetic_seed)
         result = pipeline.stage_evaluate(
             spark, source, cfg, args.output, k=args.k, test_fraction=args.test_fraction, split=args.split, seed=args.split_seed
         )
         print("\n" + pipeline.metrics_markdown(result["metrics"]))
         return result
     if args.command in ("run", "ingest"):
-        source = pipeline.Source(path=args.input, dataset=args.dataset, items=args.items, synthetic_seed=args.synthetic_seed)
         if args.command == "run":
             return pipeline.run_all(spark, source, cfg, args.output)
         return pipeline.stage_ingest(spark, source, cfg, args.output)
     stage = {"train": pipeline.stage_train, "recommend": pipeline.stage_recommend, "similar": pipeline.stage_similar}
     return stage[args.command](spark, cfg, args.output)
+
+
+class _DoctorFailed(AlsSparkError):
+    exit_code = 5
+
+
+def _fail(problems: list[str]) -> None:
+    raise _DoctorFailed("doctor found problems:\n  - " + "\n  - ".join(problems))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -40,6 +40,7 @@ class Source:
     dataset: str | None = None
     items: str | None = None  #: item file with titles; default: the one beside ``path``
     synthetic_seed: int = 42
+    synthetic_ratings: int = 100_000  #: size of ``dataset="synthetic"`` (MovieLens-shaped users and items)
 
 
 class RunLog:
@@ -132,11 +133,13 @@ def _load_ratings(spark: SparkSession, source: Source, cfg: Config, runlog: RunL
     if source.dataset == "synthetic":
         from als_spark import synthetic
 
-        data = synthetic.generate(seed=source.synthetic_seed)
+        data = synthetic.generate_for_size(source.synthetic_ratings, seed=source.synthetic_seed)
         df = spark.createDataFrame(data.ratings.astype({S.RATING: "float64"}), schema=S.RATINGS).cache()
         n = df.count()
         items = spark.createDataFrame(data.items, schema=S.ITEMS)
-        runlog.input.update({"dataset": "synthetic", "seed": source.synthetic_seed, "format": "synthetic"})
+        runlog.input.update(
+            {"dataset": "synthetic", "seed": source.synthetic_seed, "ratings": source.synthetic_ratings, "format": "synthetic"}
+        )
         rejected = spark.createDataFrame([], schema=S.REJECTED)
         ratings = ingest.Ratings(
             df=df, rejected=rejected, rows_read=n, rows_rejected=0, duplicates_dropped=0, rows=n, fmt="synthetic"

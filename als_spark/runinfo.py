@@ -80,3 +80,28 @@ class Timer:
         finally:
             self.seconds[name] = round(time.perf_counter() - start, 3)
             log.info("stage %s done in %.1f s", name, self.seconds[name])
+
+
+def doctor(spark: SparkSession) -> list[str]:
+    """Print what the pipeline runs on and return the problems found (empty when all is well)."""
+    info = versions(spark)
+    problems: list[str] = []
+    print("als-spark doctor")
+    for key, value in info.items():
+        print(f"  {key:<10} {value}")
+    java = info.get("java") or ""
+    if java and int(java.split(".")[0]) < 17 and info["spark"].startswith("4."):
+        problems.append(f"Spark 4 needs Java 17 or newer; this JVM is {java}")
+    pandas = info.get("pandas") or ""
+    if pandas.split(".")[0] not in ("1", "2"):
+        problems.append(f"pandas {pandas} is not supported by pyspark; install pandas<3")
+    pyarrow = info.get("pyarrow") or "0"
+    if int(pyarrow.split(".")[0]) < 14:
+        problems.append(f"pyarrow {pyarrow} is too old; install pyarrow>=14")
+    if info.get("blas") != "JNIBLAS":
+        print(
+            "  note: Spark uses a Java BLAS; a native one makes large-rank ALS several times faster. "
+            "On Debian/Ubuntu: apt-get install libopenblas0 (Spark then loads libblas.so.3)."
+        )
+    print("  ok" if not problems else "  problems found")
+    return problems
