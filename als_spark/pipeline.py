@@ -218,16 +218,20 @@ def run_ingest(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog)
     return Ingested(ratings=ratings.df, rejected=ratings.rejected, interactions=interactions, items=items, summary=summary)
 
 
+# Tables are sorted within each file (by key, then rank), not globally: a global sort costs a
+# sampling job and a shuffle per table and readers do not depend on file order.
+
+
 def write_ingested(data: Ingested, runlog: RunLog) -> None:
     with runlog.timer.stage("write_ingest"):
         tables = {
             "dataset_summary": publish.conform(data.summary, S.DATASET_SUMMARY),
-            "ratings": publish.conform(data.ratings, S.RATINGS).orderBy(S.USER_ID, S.ITEM_ID),
-            "interactions": publish.conform(data.interactions, S.INTERACTIONS).orderBy(S.USER_ID, S.ITEM_ID),
+            "ratings": publish.conform(data.ratings, S.RATINGS).sortWithinPartitions(S.USER_ID, S.ITEM_ID),
+            "interactions": publish.conform(data.interactions, S.INTERACTIONS).sortWithinPartitions(S.USER_ID, S.ITEM_ID),
             "rejected": publish.conform(data.rejected, S.REJECTED),
         }
         if data.items is not None:
-            tables["items"] = publish.conform(data.items, S.ITEMS).orderBy(S.ITEM_ID)
+            tables["items"] = publish.conform(data.items, S.ITEMS).sortWithinPartitions(S.ITEM_ID)
         for name, df in tables.items():
             runlog.write_table(df, name)
 
@@ -241,8 +245,8 @@ def run_train(spark: SparkSession, interactions: DataFrame, cfg: Config, runlog:
     with runlog.timer.stage("write_model"):
         fitted.write().overwrite().save(runlog.stage_path("model"))
         user_factors, item_factors = model.factors(fitted)
-        user_factors = publish.conform(user_factors, S.FACTORS).orderBy(S.ID).cache()
-        item_factors = publish.conform(item_factors, S.FACTORS).orderBy(S.ID).cache()
+        user_factors = publish.conform(user_factors, S.FACTORS).sortWithinPartitions(S.ID).cache()
+        item_factors = publish.conform(item_factors, S.FACTORS).sortWithinPartitions(S.ID).cache()
         runlog.write_table(user_factors, "user_factors")
         runlog.write_table(item_factors, "item_factors")
     runlog.counts.update({"user_factors": user_factors.count(), "item_factors": item_factors.count()})
@@ -273,7 +277,7 @@ def run_recommend(
         recs = publish.conform(recs, S.RECOMMENDATIONS)
         if items is not None:
             recs = with_title(recs, items)
-        recs = recs.orderBy(S.USER_ID, S.RANK)
+        recs = recs.sortWithinPartitions(S.USER_ID, S.RANK)
         runlog.write_table(recs, "recommendations")
 
 
@@ -289,12 +293,12 @@ def run_similar(
             sim_items = with_title(sim_items, items).transform(
                 with_title, items, id_col=S.SIMILAR_ITEM_ID, title_col=S.SIMILAR_TITLE
             )
-        sim_items = sim_items.orderBy(S.ITEM_ID, S.RANK)
+        sim_items = sim_items.sortWithinPartitions(S.ITEM_ID, S.RANK)
         runlog.write_table(sim_items, "similar_items")
     with runlog.timer.stage("similar_users"):
         sim_users = publish.conform(
             similar_users(user_factors, top_k=k, n_users=runlog.counts.get("user_factors"), parallelism=par), S.SIMILAR_USERS
-        ).orderBy(S.USER_ID, S.RANK)
+        ).sortWithinPartitions(S.USER_ID, S.RANK)
         runlog.write_table(sim_users, "similar_users")
 
 

@@ -209,6 +209,17 @@ class Publisher:
         marker = self._fs_path(STAGING_PREFIX + self.run_id, name, "_SUCCESS")
         if self._fs is not None and not self._fs.exists(marker):
             raise OSError(f"staged table {name} is incomplete (no _SUCCESS marker in {staged_dir})")
+        local = local_path(staged_dir)
+        if local is not None:
+            # Footers only, no Spark job: schema and row count straight from the Parquet files.
+            import pyarrow.parquet as pq
+
+            files = [os.path.join(local, f) for f in os.listdir(local) if f.endswith(".parquet")]
+            rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+            names = pq.ParquetFile(files[0]).schema_arrow.names if files else [f.name for f in schema.fields]
+            if names != [f.name for f in schema.fields]:
+                raise OSError(f"staged table {name} has columns {names}, expected {[f.name for f in schema.fields]}")
+            return rows
         table = self.spark.read.parquet(staged_dir)
         expected = [(f.name, f.dataType) for f in schema.fields]
         if [(f.name, f.dataType) for f in table.schema.fields] != expected:
