@@ -133,3 +133,18 @@ def test_top_k_rejects_non_positive_k(spark):
     items = spark.createDataFrame(ITEMS, FACTORS)
     with pytest.raises(ValueError, match="k must be >= 1"):
         topk.top_k(items, items, 0)
+
+
+def test_top_k_rows_on_wide_rows_matches_a_full_sort():
+    # Wide enough for the grouped threshold search; integer scores make many ties.
+    rng = np.random.default_rng(3)
+    scores = rng.integers(-20, 20, size=(40, 3000)).astype(np.float32)
+    scores[0, :] = -np.inf  # a row with nothing left
+    scores[1, 5:] = -np.inf  # a row with 5 entries left
+    scores[2, :] = 7.0  # all tied
+    rows, cols, position = topk.top_k_rows(scores, 10)
+    for r in range(scores.shape[0]):
+        finite = np.flatnonzero(np.isfinite(scores[r]))
+        expected = finite[np.lexsort((finite, -scores[r, finite]))][:10]
+        assert cols[rows == r].tolist() == expected.tolist()
+        assert position[rows == r].tolist() == list(range(len(expected)))
