@@ -29,12 +29,40 @@ from als_spark.session import is_connect
 log = logging.getLogger(__name__)
 
 
+#: Spark Connect parallelism measured once per session id (it costs a small job).
+_CONNECT_PARALLELISM: dict[str, int] = {}
+
+
+def _conf(spark: SparkSession, key: str) -> str | None:
+    """A configuration value, or ``None`` when unset or not readable (Databricks serverless refuses some keys)."""
+    try:
+        return spark.conf.get(key, None)
+    except Exception as exc:  # noqa: BLE001 - an unreadable setting is an unset one here
+        log.debug("cannot read %s: %s", key, exc)
+        return None
+
+
 def parallelism(spark: SparkSession) -> int:
-    """The number of tasks the cluster runs at once (at least 1)."""
+    """The number of tasks the cluster runs at once (at least 1).
+
+    Over Spark Connect there is no ``sparkContext``: ``spark.default.parallelism`` is
+    used when set, else the number of partitions ``spark.range`` gets (Spark gives a
+    leaf scan the default parallelism), measured once per session.
+    """
     if not is_connect(spark):
         return max(1, spark.sparkContext.defaultParallelism)
-    value = spark.conf.get("spark.default.parallelism", None)
-    return max(1, int(value)) if value else 2
+    value = _conf(spark, "spark.default.parallelism")
+    if value:
+        return max(1, int(value))
+    key = str(getattr(spark, "session_id", id(spark)))
+    if key not in _CONNECT_PARALLELISM:
+        try:
+            last = spark.range(0, 1 << 16).select(F.spark_partition_id().alias("p")).agg(F.max("p")).first()[0]
+            _CONNECT_PARALLELISM[key] = max(1, int(last) + 1)
+        except Exception as exc:  # noqa: BLE001 - a guess is better than failing the run
+            log.warning("could not measure the Spark Connect parallelism (%s); assuming 2", exc)
+            _CONNECT_PARALLELISM[key] = 2
+    return _CONNECT_PARALLELISM[key]
 
 
 @contextlib.contextmanager
@@ -45,10 +73,16 @@ def checkpoint_dir(spark: SparkSession, path: str | None = None) -> Iterator[str
     already has (a notebook may have set one), or else create a temporary local
     directory and remove it on exit; on a multi-node cluster set
     ``als.checkpoint_dir`` to shared storage instead. Over Spark Connect the
-    server's ``spark.checkpoint.dir`` is used (a client cannot set it).
+    server's ``spark.checkpoint.dir`` is used (a client cannot set it; it is read
+    through ``spark.conf``, never ``sparkContext``).
     """
     if is_connect(spark):
-        configured = spark.conf.get("spark.checkpoint.dir", None)
+        configured = _conf(spark, "spark.checkpoint.dir")
+        if path and path != configured:
+            log.warning(
+                "als.checkpoint_dir=%s is ignored over Spark Connect: the server checkpoints to its "
+                "spark.checkpoint.dir (%s)", path, configured,
+            )
         if not configured:
             log.warning(
                 "Spark Connect server has no spark.checkpoint.dir: ALS will not checkpoint and "

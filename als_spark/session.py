@@ -3,11 +3,14 @@
 No master is hard-coded: ``spark-submit --master``, ``SPARK_REMOTE`` / ``--remote``
 (Spark Connect) and Databricks all decide for themselves; a plain ``python``
 run falls back to ``local[*]``. When a session already exists (a Databricks
-notebook, a test fixture) it is reused as it is.
+notebook, a test fixture) it is reused as it is: ``getOrCreate()`` would
+silently ignore core settings anyway, so only runtime SQL settings are applied
+to it.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -28,6 +31,24 @@ DEFAULT_CONF: dict[str, str] = {
 def is_connect(spark: SparkSession) -> bool:
     """True when ``spark`` is a Spark Connect client session (no ``sparkContext``)."""
     return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def stop_at_exit(spark: SparkSession) -> None:
+    """Stop a Spark Connect session when the interpreter exits, before objects are finalised.
+
+    A Connect client releases each fitted model's server-side cache from the model's
+    finaliser. At interpreter shutdown that RPC can block forever (seen with pyspark 4.3:
+    a job that finished its work then hung at exit, holding a scheduler slot). Stopping the
+    session first, from an ``atexit`` handler registered after the client's own, makes
+    those finalisers no-ops; the server drops the session's models with the session.
+    """
+    def stop() -> None:
+        try:
+            spark.stop()
+        except Exception as exc:  # noqa: BLE001 - best effort at exit; the server times the session out
+            log.debug("stopping the Spark Connect session at exit failed: %s", exc)
+
+    atexit.register(stop)
 
 
 def describe(spark: SparkSession) -> str:
@@ -53,11 +74,14 @@ def get_spark(app_name: str = "als-spark", *, remote: str | None = None, conf: d
     """
     active = SparkSession.getActiveSession()
     if active is not None:
+        _apply_runtime_conf(active, conf or {})
         return active
     builder = SparkSession.builder.appName(app_name)
     remote = remote or os.environ.get("SPARK_REMOTE")
     if remote:
         builder = builder.remote(remote)
+        for key, value in (conf or {}).items():
+            builder = builder.config(key, value)
     else:
         from pyspark import SparkConf
 
@@ -79,5 +103,16 @@ def get_spark(app_name: str = "als-spark", *, remote: str | None = None, conf: d
         for key, value in {**settings, **(conf or {})}.items():
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if is_connect(spark):
+        stop_at_exit(spark)
     log.info("Spark %s session ready (%s)", spark.version, describe(spark))
     return spark
+
+
+def _apply_runtime_conf(spark: SparkSession, conf: dict[str, str]) -> None:
+    """Set what can still be set on a running session; warn about what cannot."""
+    for key, value in conf.items():
+        if spark.conf.isModifiable(key):
+            spark.conf.set(key, value)
+        else:
+            log.warning("the session already exists: %s=%s is ignored (set it where the session is created)", key, value)

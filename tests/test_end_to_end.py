@@ -127,7 +127,7 @@ def test_summary_interactions_and_counts_match_pandas(run, data):
     assert info["counts"]["items_without_interactions"] == rated_items - len(per_item)
     assert info["input"]["dataset"] == "synthetic"
     assert info["config"]["als"]["max_iter"] == 10
-    assert set(info["timings_seconds"]) == {"ingest", "write_ingest", "fit", "write_model", "recommend", "similar_items", "similar_users"}
+    assert set(info["timings_seconds"]) == {"ingest", "write_ingest", "fit", "write_model", "recommend", "similar_items", "similar_users", "publish"}
     assert info["versions"]["spark"].startswith("4.") and info["versions"]["java"]
 
 

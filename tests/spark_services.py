@@ -1,0 +1,252 @@
+"""Real Spark processes for the deployment tests, started from the pip-installed pyspark.
+
+A standalone cluster (``bin/spark-class ...deploy.master.Master`` and ``...Worker``) and a
+Spark Connect server (``sbin/start-connect-server.sh``), bound to 127.0.0.1 on free ports,
+each in its own process group so that stopping it leaves nothing behind. Also: a Python
+without ``als_spark`` (to prove that executors get the package from ``--py-files``), the
+small dataset and settings every deployment runs, the local-mode reference run, and the
+comparison of two output directories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The pip-installed pyspark is a complete SPARK_HOME (bin/, sbin/, jars/).
+SPARK_HOME = Path(__import__("pyspark").__file__).resolve().parent
+
+#: What every deployment test runs: small, but 12 iterations so ALS checkpoints (interval 10),
+#: and a fixed block count so a fit is the same on any master.
+SETTINGS = [
+    "--set", "als.rank=8", "--set", "als.max_iter=12", "--set", "als.num_blocks=2",
+    "--set", "recommend.top_n=5", "--set", "similar.top_k=5",
+]
+TABLES = ("dataset_summary", "ratings", "interactions", "items", "user_factors", "item_factors",
+          "recommendations", "similar_items", "similar_users")
+#: Start-up and run limits: generous for a loaded 2-core machine, but bounded.
+START_TIMEOUT = 180
+RUN_TIMEOUT = 900
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spark_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """Environment of a Spark process: this SPARK_HOME, loopback only, logs under ``workdir``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_REMOTE", "PYSPARK_SUBMIT_ARGS", "MASTER")}
+    env.update(
+        SPARK_HOME=str(SPARK_HOME),
+        SPARK_LOCAL_IP="127.0.0.1",
+        SPARK_LOCAL_HOSTNAME="localhost",
+        SPARK_LOG_DIR=str(workdir / "logs"),
+        SPARK_PID_DIR=str(workdir),
+        SPARK_NO_DAEMONIZE="1",
+        **extra,
+    )
+    return env
+
+
+class Service:
+    """A long-running Spark process in its own process group, logging to a file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
+        self.name = name
+        self.log = workdir / f"{name}.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                args, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def wait_until(self, ready: Callable[[], bool], what: str, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before {what}:\n{self.tail()}")
+            if ready():
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"{self.name}: no {what} after {timeout} s:\n{self.tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM the whole process group, SIGKILL what is left after 30 s."""
+        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                continue
+            # the leader is gone; make sure no child of it survives
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            return
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def standalone_cluster(workdir: Path, *, workers: int = 2, cores: int = 1, memory: str = "1536m") -> Iterator[str]:
+    """A master and ``workers`` workers on 127.0.0.1; yields the ``spark://`` URL."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = spark_env(workdir)
+    spark_class = str(SPARK_HOME / "bin" / "spark-class")
+    port, ui = free_port(), free_port()
+    url = f"spark://127.0.0.1:{port}"
+    services: list[Service] = []
+    try:
+        master = Service("master", [spark_class, "org.apache.spark.deploy.master.Master",
+                                    "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui)], env, workdir)
+        services.append(master)
+        master.wait_until(lambda: port_open(port), "master port")
+        for i in range(workers):
+            worker_dir = workdir / f"worker-{i}"
+            worker_dir.mkdir(exist_ok=True)
+            services.append(Service(f"worker-{i}", [spark_class, "org.apache.spark.deploy.worker.Worker", url,
+                                                    "--host", "127.0.0.1", "--cores", str(cores), "--memory", memory,
+                                                    "--webui-port", str(free_port()), "--work-dir", str(worker_dir)], env, workdir))
+
+        def all_alive() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=2) as resp:
+                    return json.load(resp).get("aliveworkers", 0) == workers
+            except OSError:
+                return False
+
+        master.wait_until(all_alive, f"{workers} registered workers")
+        yield url
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+@contextlib.contextmanager
+def connect_server(workdir: Path, *, checkpoint_dir: Path | None, conf: dict[str, str] | None = None) -> Iterator[str]:
+    """``sbin/start-connect-server.sh`` on 127.0.0.1 (``local[2]``); yields the ``sc://`` URL.
+
+    Its Python workers run this interpreter, which has ``als_spark``: on a real
+    server the package is installed the same way (a cluster library on Databricks).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    settings = {
+        "spark.master": "local[2]",
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "2",
+        "spark.default.parallelism": "2",
+        "spark.sql.session.timeZone": "UTC",
+        **({"spark.checkpoint.dir": str(checkpoint_dir)} if checkpoint_dir else {}),
+        **(conf or {}),
+    }
+    args = [str(SPARK_HOME / "sbin" / "start-connect-server.sh"), "--wait"]
+    for key, value in settings.items():
+        args += ["--conf", f"{key}={value}"]
+    server = Service("connect-server", args, spark_env(workdir, PYSPARK_PYTHON=sys.executable), workdir)
+    try:
+        server.wait_until(lambda: "Spark Connect server started" in server.log.read_text(errors="replace") and port_open(port),
+                          "Spark Connect server")
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def python_without_als_spark(workdir: Path) -> Path:
+    """A Python that has every dependency (numpy, pyarrow, pyspark, ...) but not ``als_spark``.
+
+    A venv whose only ``.pth`` line is this environment's site-packages: listed as a
+    plain path, that directory's own ``.pth`` files (the editable install of
+    ``als_spark``) are not run. It stands for a cluster's Python, where the package
+    has to arrive with the job.
+    """
+    venv = workdir / "python-without-als-spark"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+        site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+        Path(site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return venv / "bin" / "python"
+
+
+def write_dataset(directory: Path, n_ratings: int = 20_000) -> Path:
+    """The synthetic dataset as MovieLens ``u.data`` + ``u.item``; returns the ``u.data`` path."""
+    from als_spark import synthetic
+
+    return synthetic.write_movielens(synthetic.generate_for_size(n_ratings, seed=7), directory) / "u.data"
+
+
+def read_table(output: Path, name: str) -> pd.DataFrame:
+    df = pd.read_parquet(output / name)
+    keys = [c for c in df.columns if c not in ("features", "score", "similarity", "title", "similar_title")][:3]
+    return df.sort_values(keys).reset_index(drop=True)
+
+
+def assert_same_outputs(got: Path, expected: Path, *, atol: float = 1e-4) -> None:
+    """Every table of two runs is the same: exact for data, ids and ranks; factors and scores within ``atol``.
+
+    ALS with the same seed and block count gives the same factors on any master, up to the
+    order of floating-point sums; so rankings are compared exactly only where the scores
+    are not within ``atol`` of a tie.
+    """
+    for name in TABLES:
+        a, b = read_table(got, name), read_table(expected, name)
+        assert list(a.columns) == list(b.columns), name
+        assert len(a) == len(b), (name, len(a), len(b))
+        if name.endswith("_factors"):
+            assert a["id"].tolist() == b["id"].tolist(), name
+            np.testing.assert_allclose(np.stack(a["features"]), np.stack(b["features"]), atol=atol, err_msg=name)
+        elif name in ("recommendations", "similar_items", "similar_users"):
+            key, value = a.columns[0], "score" if "score" in a else "similarity"
+            assert a[key].tolist() == b[key].tolist() and a["rank"].tolist() == b["rank"].tolist(), name
+            np.testing.assert_allclose(a[value].to_numpy(), b[value].to_numpy(), atol=atol, err_msg=name)
+            other = a.columns[2]
+            differs = a[other].to_numpy() != b[other].to_numpy()
+            # a different id at a rank is only allowed where two candidates (near-)tie
+            assert np.all(np.abs(a[value].to_numpy()[differs] - b[value].to_numpy()[differs]) <= atol), name
+        else:
+            pd.testing.assert_frame_equal(a, b, obj=name)
+
+
+_REFERENCE: dict[str, Path] = {}
+
+
+def local_reference(spark, base: Path) -> tuple[Path, Path]:
+    """``(u.data, output)`` of the pipeline run in local mode on the test session, made once per test run."""
+    if "output" not in _REFERENCE:
+        from als_spark.cli import main
+
+        data = write_dataset(base / "data")
+        out = base / "local"
+        assert main(["run", "--input", str(data), "--output", str(out), *SETTINGS, "--log-level", "WARNING"]) == 0
+        _REFERENCE.update(data=data, output=out)
+    return _REFERENCE["data"], _REFERENCE["output"]

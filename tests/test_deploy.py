@@ -1,0 +1,236 @@
+"""Deployment files: the Databricks bundle and notebook, the Airflow DAG, the --py-files zip, reruns.
+
+The bundle cannot be deployed from here (no workspace), so the tests check what a deploy
+depends on: the wheel its build command makes has the entry point the job names and keeps
+pyspark optional; every job parameter the task uses exists; the task's command line is one
+the CLI accepts; the schedule is paused in the development target. The notebook is executed
+cell by cell against a local run's output, with ``dbutils`` and ``display`` stood in for.
+"""
+
+from __future__ import annotations
+
+import configparser
+import importlib.metadata
+import importlib.util
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import yaml
+
+import als_spark
+from als_spark import cli
+from als_spark.config import load_config
+from als_spark.package import build_zip, sources
+from spark_services import ROOT, local_reference, read_table, write_dataset
+
+BUNDLE = ROOT / "databricks.yml"
+NOTEBOOK = ROOT / "jobs" / "databricks" / "als_spark_explore.py"
+DAG = ROOT / "jobs" / "airflow" / "als_spark_dag.py"
+RUN_DATE = "2026-11-29"
+
+
+def _bundle() -> tuple[dict, dict[str, tuple[Path, dict]]]:
+    """The bundle's root document and its jobs, each with the file that defines it."""
+    root = yaml.safe_load(BUNDLE.read_text())
+    jobs: dict[str, tuple[Path, dict]] = {}
+    for pattern in root.get("include", []):
+        for path in sorted(ROOT.glob(pattern)):
+            for name, job in yaml.safe_load(path.read_text()).get("resources", {}).get("jobs", {}).items():
+                jobs[name] = (path, job)
+    return root, jobs
+
+
+def _wheel_tasks(jobs: dict[str, tuple[Path, dict]]) -> list[tuple[Path, dict, dict]]:
+    return [(path, job, task) for path, job in jobs.values() for task in job["tasks"] if "python_wheel_task" in task]
+
+
+def _render(value: str, root: dict, job: dict) -> str:
+    """Resolve ``${var.X}`` (bundle variables) and ``{{job.parameters.X}}`` / ``{{job.start_time.iso_date}}``."""
+    def var(m: re.Match) -> str:
+        return str(root["variables"][m.group(1)]["default"])
+
+    def dynamic(m: re.Match) -> str:
+        ref = m.group(1).strip()
+        if ref == "job.start_time.iso_date":
+            return RUN_DATE
+        if ref.startswith("job.parameters."):
+            params = {p["name"]: p["default"] for p in job["parameters"]}
+            return _render(str(params[ref.removeprefix("job.parameters.")]), root, job)
+        raise AssertionError(f"unexpected dynamic value reference {{{{{ref}}}}}")
+
+    return re.sub(r"\{\{([^}]+)\}\}", dynamic, re.sub(r"\$\{var\.(\w+)\}", var, value))
+
+
+def test_bundle_job_runs_the_cli_entry_point_with_parameters_it_accepts():
+    root, jobs = _bundle()
+    tasks = _wheel_tasks(jobs)
+    assert tasks, "the bundle has no python_wheel_task"
+    for _, job, task in tasks:
+        wheel = task["python_wheel_task"]
+        # the installed distribution's metadata has the entry point, and it is the CLI's
+        eps = {ep.name: ep for ep in importlib.metadata.distribution(wheel["package_name"]).entry_points}
+        assert eps[wheel["entry_point"]].load() is cli.entry_point
+        declared = {p["name"] for p in job["parameters"]}
+        used = set(re.findall(r"\{\{\s*job\.parameters\.(\w+)\s*\}\}", yaml.safe_dump(task)))
+        assert used and used <= declared, used - declared
+        argv = [_render(str(a), root, job) for a in wheel["parameters"]]
+        args = cli.build_parser().parse_args(argv)
+        assert args.command == "run"
+        assert args.input == root["variables"]["input"]["default"]
+        assert args.output == f"{root['variables']['output_root']['default']}/run_date={RUN_DATE}"
+        # every --set names a configuration key that exists
+        load_config(args.config, args.overrides)
+
+
+def test_bundle_installs_the_wheel_its_artifact_builds_and_the_notebook_exists():
+    root, jobs = _bundle()
+    (artifact,) = root["artifacts"].values()
+    assert artifact["type"] == "whl" and "--wheel-dir dist" in artifact["build"]
+    for path, job in jobs.values():
+        for task in job["tasks"]:
+            for library in task.get("libraries", []):
+                # relative to the resource file: the bundle root's dist/, where the artifact goes
+                assert (path.parent / library["whl"]).resolve().parent == (ROOT / "dist").resolve()
+            if "notebook_task" in task:
+                notebook = path.parent / task["notebook_task"]["notebook_path"]
+                assert notebook.resolve() == NOTEBOOK.resolve()
+                # job parameters reach the notebook as widgets; with job parameters, the API
+                # rejects task base_parameters
+                assert "base_parameters" not in task["notebook_task"]
+                widgets = set(re.findall(r'dbutils\.widgets\.text\("(\w+)"', NOTEBOOK.read_text()))
+                assert widgets == {"output_root", "run_date", "user_id", "item_id"}
+                assert widgets <= {p["name"] for p in job["parameters"]}
+
+
+def test_bundle_schedule_is_paused_in_development_and_runs_in_production():
+    root, jobs = _bundle()
+    for name, (_, job) in jobs.items():
+        if "schedule" not in job:
+            continue
+        assert job["schedule"]["pause_status"] == "PAUSED"
+        dev, prod = root["targets"]["dev"], root["targets"]["prod"]
+        assert dev["default"] is True and dev["mode"] == "development"
+        assert dev["resources"]["jobs"][name]["schedule"]["pause_status"] == "PAUSED"
+        assert prod["resources"]["jobs"][name]["schedule"]["pause_status"] == "UNPAUSED"
+
+
+@pytest.mark.slow
+def test_the_bundle_build_makes_a_wheel_with_the_entry_point_and_pyspark_optional(tmp_path):
+    root, jobs = _bundle()
+    (artifact,) = root["artifacts"].values()
+    # the artifact's own build command, on a copy of what it packages
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "als_spark", tmp_path / "als_spark", ignore=shutil.ignore_patterns("__pycache__"))
+    command = shlex.split(artifact["build"])
+    command[0] = sys.executable if command[0] == "python" else command[0]
+    subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, timeout=600)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        info = next(n.split("/")[0] for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        entry_points = configparser.ConfigParser()
+        entry_points.read_string(zf.read(f"{info}/entry_points.txt").decode())
+        metadata = zf.read(f"{info}/METADATA").decode()
+    for _, _, task in _wheel_tasks(jobs):
+        assert wheel.name.startswith(f"{task['python_wheel_task']['package_name']}-{als_spark.__version__}-")
+        assert entry_points["console_scripts"][task["python_wheel_task"]["entry_point"]] == "als_spark.cli:entry_point"
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    # installing the wheel on a Databricks runtime never replaces its Spark
+    assert all("extra ==" in line for line in requires if "pyspark" in line), requires
+    assert any("pyspark" in line for line in requires)
+
+
+@pytest.mark.slow
+def test_notebook_shows_a_users_and_a_movies_answers_with_titles(spark, tmp_path_factory):
+    _, out = local_reference(spark, tmp_path_factory.mktemp("reference"))
+    recs, sim_items = read_table(out, "recommendations"), read_table(out, "similar_items")
+    user, item = int(recs["user_id"].min()), int(sim_items["item_id"].min())
+
+    source = NOTEBOOK.read_text()
+    assert source.startswith("# Databricks notebook source\n")
+    values: dict[str, str] = {}
+    widgets = SimpleNamespace(
+        text=lambda name, default, label=None: values.setdefault(name, default),
+        get=lambda name: values[name],
+    )
+    # as a job run sets them: <output_root>/run_date=<run_date> is the run's output
+    dated = out.parent / f"run_date={RUN_DATE}"
+    if not dated.exists():
+        dated.symlink_to(out.name)
+    values.update(output_root=str(out.parent), run_date=RUN_DATE, user_id=str(user), item_id=str(item))
+    shown: list = []
+    namespace = {"dbutils": SimpleNamespace(widgets=widgets), "display": shown.append, "__name__": "__main__"}
+    for cell in source.split("\n# COMMAND ----------\n"):
+        exec(compile(cell, str(NOTEBOOK), "exec"), namespace)  # noqa: S102 - the notebook under test
+
+    summary, liked, user_recs, user_neighbours, item_neighbours = shown
+    assert summary.count() == 1
+    liked = liked.toPandas()
+    interactions = read_table(out, "interactions")
+    assert sorted(liked["item_id"]) == sorted(interactions[interactions.user_id == user]["item_id"])
+    titles = dict(zip(read_table(out, "items")["item_id"], read_table(out, "items")["title"]))
+    assert liked["title"].tolist() == [titles[i] for i in liked["item_id"]]
+    want = recs[recs.user_id == user].drop(columns="user_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(user_recs.reset_index(drop=True), want, check_dtype=False)
+    assert user_recs["title"].tolist() == [titles[i] for i in user_recs["item_id"]]
+    assert len(user_neighbours) == 5 and user not in set(user_neighbours["similar_user_id"])
+    assert item_neighbours["similar_title"].tolist() == [titles[i] for i in item_neighbours["similar_item_id"]]
+
+
+def _load_dag(monkeypatch, **env: str):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    spec = importlib.util.spec_from_file_location("als_spark_dag", DAG)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_airflow_dag_command_line_is_one_the_cli_accepts(monkeypatch, tmp_path):
+    dag = _load_dag(monkeypatch, ALS_SPARK_HOME=str(ROOT), ALS_SPARK_DATA="/data/als")
+    assert dag.DAG is None or hasattr(dag, "dag")  # importable without Airflow
+    # what SparkSubmitOperator runs: spark-submit [--conf k=v ...] --py-files ZIP APPLICATION ARGS
+    rendered = [a.replace("{{ ds }}", RUN_DATE) for a in dag.APPLICATION_ARGS]
+    args = cli.build_parser().parse_args(["run", *rendered])
+    assert args.output == f"/data/als/out/run_date={RUN_DATE}"
+    load_config(args.config, args.overrides)  # conf/default.yaml and every --set exist
+    assert Path(dag.APPLICATION).is_file()  # jobs/run.py, which prepends the `run` command
+    assert dag.VERSION == als_spark.__version__
+    assert Path(dag.PY_FILES).name == build_zip(tmp_path).name  # the zip `python -m als_spark.package` builds
+    assert "spark.pyspark.python" in dag.CONF
+
+
+def test_py_files_zip_is_reproducible_and_holds_every_module(tmp_path):
+    first = build_zip(tmp_path / "a")
+    second = build_zip(tmp_path / "b")
+    assert first.read_bytes() == second.read_bytes()
+    with zipfile.ZipFile(first) as zf:
+        names = zf.namelist()
+        assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    assert names == [p.as_posix() for p in sources()]
+    assert {"als_spark/__init__.py", "als_spark/cli.py", "als_spark/topk.py"} <= set(names)
+    assert not any("__pycache__" in n for n in names)
+
+
+@pytest.mark.slow
+def test_rerunning_a_run_date_rewrites_the_same_output(spark, tmp_path):
+    data = write_dataset(tmp_path / "data", n_ratings=3000)
+    out = tmp_path / "out" / f"run_date={RUN_DATE}"
+    argv = ["run", "--input", str(data), "--output", str(out), "--set", "als.rank=4", "--set", "als.max_iter=3",
+            "--set", "als.num_blocks=2", "--log-level", "WARNING"]
+    assert cli.main(argv) == 0
+    first = {name: read_table(out, name) for name in ("interactions", "user_factors", "recommendations", "similar_items")}
+    listing = sorted(p.name for p in out.iterdir())
+    assert cli.main(argv) == 0  # the retry of the same day
+    assert sorted(p.name for p in out.iterdir()) == listing
+    for name, table in first.items():
+        pd.testing.assert_frame_equal(read_table(out, name), table, obj=name)
+    assert sorted(p.name for p in out.parent.iterdir()) == [f"run_date={RUN_DATE}"]
