@@ -75,6 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=["random", "chronological"], default="random",
                     help="random per-user holdout (default) or each user's latest interactions")
     ev.add_argument("--split-seed", type=int, default=42, help="seed of the random split (default 42)")
+    tu = sub.add_parser("tune", help="search ALS hyper-parameters on a validation split of train; test the best once",
+                        description="grid or random search (a --spec YAML, e.g. conf/tune.yaml) over als.rank, "
+                        "als.reg_param, als.alpha, als.max_iter and ingest.confidence, scored by a ranking metric @k on a "
+                        "per-user validation split cut from the train side of the test split; the best configuration "
+                        "alone is then scored on the test split. Writes DIR/leaderboard, DIR/best.yaml (for --config), "
+                        "DIR/tune.png, DIR/test_metrics and DIR/tune.json")
+    _input(tu)
+    _common(tu)
+    tu.add_argument("--spec", required=True, metavar="FILE", help="search spec YAML (see conf/tune.yaml)")
+    tu.add_argument("--k", type=int, default=10, help="list length scored (default 10)")
+    tu.add_argument("--test-fraction", type=float, default=0.25,
+                    help="share of each user's interactions held out as test, and of the rest as validation (default 0.25)")
+    tu.add_argument("--split-seed", type=int, default=42, help="seed of the test split; the validation split uses seed + 1 (default 42)")
+    tu.add_argument("--compare", action="append", default=[], metavar="NAME=FILE",
+                    help="also score this configuration on the test split, e.g. seed-notebook=conf/seed-notebook.yaml (repeatable)")
+    tu.add_argument("--no-test", action="store_true", help="search only: do not score the best configuration on the test split")
     bench = sub.add_parser("bench", help="benchmark als-spark against the tutorial pipeline and the implicit library",
                            description="run als-spark, the naive tutorial pipeline and (if installed) the implicit "
                            "library side by side on the same data; writes DIR/bench.json and DIR/bench.md")
@@ -145,12 +161,16 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any] | None:
     if getattr(args, "format", None):
         overrides.append(f"ingest.format={args.format}")
     cfg = load_config(args.config, overrides)
+    if args.command == "tune":  # read the spec and the compared configurations before starting Spark
+        from als_spark import tune
+
+        spec, compare = tune.load_spec(args.spec), _compare_configs(args.compare)
 
     from als_spark import pipeline
     from als_spark.session import get_spark
 
     spark = get_spark(remote=args.remote)
-    if args.command in ("run", "ingest", "evaluate", "bench"):
+    if args.command in ("run", "ingest", "evaluate", "bench", "tune"):
         source = pipeline.Source(
             path=args.input, dataset=args.dataset, items=args.items,
             synthetic_seed=args.synthetic_seed, synthetic_ratings=args.synthetic_ratings,
@@ -171,6 +191,17 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any] | None:
             fh.write(text)
         print("\n" + text)
         return None
+    if args.command == "tune":
+        result = pipeline.stage_tune(
+            spark, source, cfg, args.output, spec=spec, k=args.k, test_fraction=args.test_fraction,
+            seed=args.split_seed, compare=compare, evaluate_test=not args.no_test,
+        )
+        best = result["best"]
+        print(f"\nbest: trial {best['trial']}, validation {result['metric']}@{args.k} = {best['objective']:.4f}; "
+              f"{args.output}/best.yaml is usable with --config")
+        if result["test_metrics"]:
+            print("\n" + pipeline.metrics_markdown(result["test_metrics"]))
+        return result
     if args.command == "evaluate":
         result = pipeline.stage_evaluate(
             spark, source, cfg, args.output, k=args.k, test_fraction=args.test_fraction, split=args.split, seed=args.split_seed
@@ -183,6 +214,17 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any] | None:
         return pipeline.stage_ingest(spark, source, cfg, args.output)
     stage = {"train": pipeline.stage_train, "recommend": pipeline.stage_recommend, "similar": pipeline.stage_similar}
     return stage[args.command](spark, cfg, args.output)
+
+
+def _compare_configs(texts: Sequence[str]) -> dict[str, Any]:
+    """``--compare NAME=FILE`` options as ``{name: Config}``."""
+    compare = {}
+    for text in texts:
+        name, sep, path = text.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ConfigError(f"--compare expects NAME=FILE, got {text!r}")
+        compare[name.strip()] = load_config(path.strip())
+    return compare
 
 
 class _DoctorFailed(AlsSparkError):

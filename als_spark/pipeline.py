@@ -404,6 +404,40 @@ def stage_evaluate(
     return {**runlog.result, "metrics": rows}
 
 
+def stage_tune(
+    spark: SparkSession,
+    source: Source,
+    cfg: Config,
+    output: str,
+    *,
+    spec: Any,
+    k: int,
+    test_fraction: float,
+    seed: int,
+    compare: dict[str, Config],
+    evaluate_test: bool = True,
+) -> dict[str, Any]:
+    """Hyper-parameter search (:func:`als_spark.tune.run_tune`) with ``cfg`` as the base; adds ``run.json``."""
+    from als_spark import tune
+
+    with running(spark, output, "tune", cfg) as runlog:
+        with runlog.timer.stage("ingest"):
+            ratings, _ = _load_ratings(spark, source, cfg, runlog)
+        result = tune.run_tune(
+            spark, ratings.df, cfg, output, spec=spec, k=k, test_fraction=test_fraction, seed=seed,
+            compare=compare, evaluate_test=evaluate_test, timer=runlog.timer,
+        )
+        runlog.outputs.update(result.outputs)
+        runlog.counts.update({
+            "rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected,
+            "trials": len(result.trials), "trials_stopped": result.summary["stopped"],
+        })
+        runlog.input["tune"] = {
+            "spec": spec.to_dict(), "k": k, "test_fraction": test_fraction, "seed": seed, "compare": sorted(compare),
+        }
+    return {**runlog.result, "metric": spec.metric, "best": result.summary["best"], "test_metrics": result.test_metrics}
+
+
 def show(spark: SparkSession, output: str, *, user: int | None = None, item: int | None = None) -> list[tuple[str, Any]]:
     """The notebook's questions for one id, as ``(title, pandas DataFrame)`` pairs read from ``output``."""
     def rows(name: str, key: str, value: int, produced_by: str) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from als_spark.session import get_spark, is_connect, local_cores
+from als_spark.session import get_spark, is_connect, local_cores, local_driver_memory
 
 
 def test_an_existing_session_is_reused_with_runtime_settings_applied_and_core_ones_reported(spark, caplog):
@@ -27,3 +27,12 @@ def test_local_cores_of_a_master():
     assert (local_cores("local"), local_cores("local[3]"), local_cores("local[2,4]")) == (1, 3, 2)
     assert local_cores("local[*]") >= 1
     assert local_cores("spark://127.0.0.1:7077") is None and local_cores("yarn") is None
+
+
+def test_local_driver_memory_is_half_the_machine_within_1g_and_16g():
+    gib = 2**30
+    assert local_driver_memory(int(23.5 * gib)) == "11g"  # this 24 GB development machine
+    assert local_driver_memory(8 * gib) == "4g"
+    assert local_driver_memory(1 * gib) == "1g"  # never below Spark's own default
+    assert local_driver_memory(128 * gib) == "16g"
+    assert local_driver_memory(None) is None
