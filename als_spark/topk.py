@@ -141,8 +141,10 @@ def _score_pairs(batches: Iterator[pa.RecordBatch], k: int, cosine: bool, exclud
                 if exclude_self:
                     _mask(scores, np.arange(stop - start), q_ids[start:stop], c_ids)
                 if q_excl is not None:
+                    # offsets index the *unsliced* child array (.values); flatten() would start at
+                    # this slice's first list, which is not offset 0 when a batch holds several blocks.
                     offsets = q_excl.offsets.to_numpy()
-                    values = q_excl.flatten().to_numpy(zero_copy_only=False)
+                    values = q_excl.values.to_numpy(zero_copy_only=False)
                     lo, hi = offsets[start], offsets[stop]
                     row_of = np.repeat(np.arange(stop - start), np.diff(offsets[start : stop + 1]))
                     _mask(scores, row_of, values[lo:hi], c_ids)

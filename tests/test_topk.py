@@ -148,3 +148,32 @@ def test_top_k_rows_on_wide_rows_matches_a_full_sort():
         expected = finite[np.lexsort((finite, -scores[r, finite]))][:10]
         assert cols[rows == r].tolist() == expected.tolist()
         assert position[rows == r].tolist() == list(range(len(expected)))
+
+
+def test_exclusions_of_a_block_that_is_not_first_in_its_arrow_batch():
+    # When several (query block, candidate block) rows share an Arrow batch, the second row's
+    # exclusion lists start at a non-zero offset of the batch's child arrays. Found at 20M
+    # ratings, where it raised IndexError (and could silently mask another user's items).
+    import pyarrow as pa
+
+    from als_spark import schema as S
+
+    def block(ids, feats, excl=None):
+        cols = {S.ID: pa.array(ids, pa.int32()), S.FEATURES: pa.array(feats, pa.list_(pa.float32()))}
+        if excl is not None:
+            cols[topk.EXCLUDE] = pa.array(excl, pa.list_(pa.int32()))
+        return pa.StructArray.from_arrays(list(cols.values()), names=list(cols))
+
+    first = block([1, 2], [[1, 0], [0, 1]], [[10], []])
+    second = block([3, 4], [[1, 0], [0, 1]], [[10, 11], [11]])
+    items = block([10, 11, 12], [[3, 0], [0, 3], [1, 1]])
+    queries = pa.ListArray.from_arrays(pa.array([0, 2, 4], pa.int32()), pa.concat_arrays([first, second]))
+    candidates = pa.ListArray.from_arrays(pa.array([0, 3, 6], pa.int32()), pa.concat_arrays([items, items]))
+    batch = pa.RecordBatch.from_arrays([queries, candidates], names=[topk._QROWS, topk._CROWS])
+    got = [out.to_pydict() for out in topk._score_pairs(iter([batch]), 2, False, False)]
+    # u1 = [1, 0]: 10 -> 3 (excluded), 12 -> 1, 11 -> 0;  u2 = [0, 1]: 11 -> 3, 12 -> 1
+    # u3 = [1, 0] minus {10, 11}: only 12 -> 1;            u4 = [0, 1] minus {11}: 12 -> 1, 10 -> 0
+    assert got == [
+        {"query": [1, 1, 2, 2], "candidate": [12, 11, 11, 12], "score": [1.0, 0.0, 3.0, 1.0], "rank": [1, 2, 1, 2]},
+        {"query": [3, 4, 4], "candidate": [12, 12, 10], "score": [1.0, 1.0, 0.0], "rank": [1, 1, 2]},
+    ]
