@@ -13,9 +13,13 @@ Two things a tutorial skips are handled here:
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
+import os
+import re
 import shutil
 import tempfile
+import time
 from typing import Iterator
 
 from pyspark.ml.recommendation import ALS, ALSModel
@@ -65,13 +69,67 @@ def parallelism(spark: SparkSession) -> int:
     return _CONNECT_PARALLELISM[key]
 
 
+#: Temporary checkpoint directories are ``<tmp>/als-spark-checkpoints-<driver pid>-<random>``.
+TEMPORARY_PREFIX = "als-spark-checkpoints-"
+#: A temporary checkpoint directory untouched this long whose driver is gone is abandoned.
+ABANDONED_AFTER_SECONDS = 3600.0
+#: The temporary checkpoint directories this process made and removed again.
+_REMOVED_TEMPORARIES: set[str] = set()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _last_change(path: str) -> float:
+    """The newest modification time of ``path`` and everything under it."""
+    newest = os.lstat(path).st_mtime
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+    return newest
+
+
+def remove_abandoned_checkpoints(directory: str | None = None, *, idle_seconds: float = ABANDONED_AFTER_SECONDS) -> list[str]:
+    """Remove the temporary checkpoint directories of drivers that were killed; return them.
+
+    A run removes its temporary checkpoint directory when it ends, but a driver killed
+    with ``SIGKILL`` (or a crashed machine) cannot. One is removed here when the process
+    named in it no longer runs (or it names none: made by an older version) and nothing
+    in it changed for ``idle_seconds``, so a live run is never touched, even one whose
+    process this machine cannot see (another container sharing ``/tmp``).
+    """
+    removed = []
+    now = time.time()
+    for path in glob.glob(os.path.join(directory or tempfile.gettempdir(), TEMPORARY_PREFIX + "*")):
+        owner = re.match(r"(\d+)-", os.path.basename(path)[len(TEMPORARY_PREFIX):])
+        try:
+            if (owner and _process_alive(int(owner.group(1)))) or now - _last_change(path) < idle_seconds:
+                continue
+        except OSError:  # removed meanwhile, or not ours to read
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            log.info("removed %s, the checkpoint directory of a run that was killed", path)
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def checkpoint_dir(spark: SparkSession, path: str | None = None) -> Iterator[str | None]:
     """Make sure ALS has a checkpoint directory while the block runs; yield it.
 
     With ``path``, checkpoint there. Without, keep a directory the session
     already has (a notebook may have set one), or else create a temporary local
-    directory and remove it on exit; on a multi-node cluster set
+    directory and remove it on exit (and those of killed runs, see
+    :func:`remove_abandoned_checkpoints`); on a multi-node cluster set
     ``als.checkpoint_dir`` to shared storage instead. Over Spark Connect the
     server's ``spark.checkpoint.dir`` is used (a client cannot set it; it is read
     through ``spark.conf``, never ``sparkContext``).
@@ -91,12 +149,18 @@ def checkpoint_dir(spark: SparkSession, path: str | None = None) -> Iterator[str
         yield configured
         return
     sc = spark.sparkContext
-    if path is None and sc.getCheckpointDir():
-        yield sc.getCheckpointDir()
+    existing = sc.getCheckpointDir()
+    # A directory this function made for an earlier run in this session is gone: reusing it
+    # would make Spark recreate it, and nothing would remove it again.
+    if path is None and existing and not any(
+        existing.removeprefix("file:").startswith(t + os.sep) for t in _REMOVED_TEMPORARIES
+    ):
+        yield existing
         return
     temporary = None
     if path is None:
-        temporary = tempfile.mkdtemp(prefix="als-spark-checkpoints-")
+        remove_abandoned_checkpoints()
+        temporary = tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-")
         if not sc.master.startswith("local"):
             log.warning(
                 "checkpointing to %s on the driver's local disk; on a multi-node cluster set "
@@ -108,8 +172,9 @@ def checkpoint_dir(spark: SparkSession, path: str | None = None) -> Iterator[str
         yield sc.getCheckpointDir()
     finally:
         if temporary:
-            # The context keeps pointing here; Spark recreates the directory if it checkpoints again.
+            # The context keeps pointing here (Spark cannot unset it); the next call makes a new one.
             shutil.rmtree(temporary, ignore_errors=True)
+            _REMOVED_TEMPORARIES.add(temporary)
 
 
 def build_als(cfg: ALSConfig, *, num_blocks: int) -> ALS:

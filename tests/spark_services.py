@@ -11,17 +11,20 @@ comparison of two output directories.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -112,9 +115,74 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def get_json(url: str, timeout: float = 5) -> Any:
+    """The JSON document at ``url`` (a Spark web UI or REST endpoint)."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.load(resp)
+
+
+@dataclasses.dataclass
+class Cluster:
+    """A running standalone cluster: its URL, work directory and processes (master first, then workers)."""
+
+    url: str
+    workdir: Path
+    services: list[Service]
+
+    def executor_processes(self, processes: dict[int, tuple[int, list[str]]] | None = None) -> dict[str, int]:
+        """``{"<app id>/<executor id>": pid}`` of the executor JVMs this cluster's workers run now.
+
+        Found from ``/proc`` like ``pgrep -f CoarseGrainedExecutorBackend``, but only the
+        processes whose working directory is under this cluster's work directory (a worker
+        starts each executor in ``<work-dir>/<app id>/<executor id>``), never another
+        cluster's or session's.
+        """
+        found: dict[str, int] = {}
+        workdir = self.workdir.resolve()
+        for pid, (_, args) in (processes if processes is not None else process_table()).items():
+            if "org.apache.spark.executor.CoarseGrainedExecutorBackend" not in args:
+                continue
+            try:
+                cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+            except OSError:  # gone meanwhile
+                continue
+            if workdir in cwd.parents:
+                found[f"{args[args.index('--app-id') + 1]}/{args[args.index('--executor-id') + 1]}"] = pid
+        return found
+
+    def python_workers(self) -> dict[int, str]:
+        """``{pid: "<app id>/<executor id>"}`` of the Python workers running under this cluster's executors.
+
+        An executor starts one ``pyspark.daemon`` and the daemon forks a worker process
+        for a Python task (``mapInArrow``, UDFs); with ``spark.python.worker.reuse=false``
+        the worker exits with its task, so one exists exactly while a Python task runs.
+        """
+        processes = process_table()
+        executors = {pid: key for key, pid in self.executor_processes(processes).items()}
+        daemons = {pid: executors[ppid] for pid, (ppid, args) in processes.items()
+                   if ppid in executors and "pyspark.daemon" in args}
+        return {pid: daemons[ppid] for pid, (ppid, _) in processes.items() if ppid in daemons}
+
+
+def process_table() -> dict[int, tuple[int, list[str]]]:
+    """``{pid: (parent pid, command line)}`` of every process now, read from ``/proc``."""
+    table: dict[int, tuple[int, list[str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # stat is "pid (command) state ppid ...", and the command may contain spaces or ")"
+        table[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), [a for a in args if a])
+    return table
+
+
 @contextlib.contextmanager
-def standalone_cluster(workdir: Path, *, workers: int = 2, cores: int = 1, memory: str = "1536m") -> Iterator[str]:
-    """A master and ``workers`` workers on 127.0.0.1; yields the ``spark://`` URL."""
+def running_cluster(workdir: Path, *, workers: int = 2, cores: int = 1, memory: str = "1536m") -> Iterator[Cluster]:
+    """A master and ``workers`` workers on 127.0.0.1; yields the :class:`Cluster`, stops it after."""
     workdir.mkdir(parents=True, exist_ok=True)
     env = spark_env(workdir)
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
@@ -135,16 +203,96 @@ def standalone_cluster(workdir: Path, *, workers: int = 2, cores: int = 1, memor
 
         def all_alive() -> bool:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=2) as resp:
-                    return json.load(resp).get("aliveworkers", 0) == workers
+                return get_json(f"http://127.0.0.1:{ui}/json/", timeout=2).get("aliveworkers", 0) == workers
             except OSError:
                 return False
 
         master.wait_until(all_alive, f"{workers} registered workers")
-        yield url
+        yield Cluster(url, workdir, services)
     finally:
         for service in reversed(services):
             service.stop()
+
+
+@contextlib.contextmanager
+def standalone_cluster(workdir: Path, *, workers: int = 2, cores: int = 1, memory: str = "1536m") -> Iterator[str]:
+    """A master and ``workers`` workers on 127.0.0.1; yields the ``spark://`` URL."""
+    with running_cluster(workdir, workers=workers, cores=cores, memory=memory) as cluster:
+        yield cluster.url
+
+
+class Driver:
+    """A ``spark-submit`` in its own process group whose output is read line by line while it runs.
+
+    The driver's stdout and stderr (Spark's log4j on stderr, the pipeline's Python logging
+    relayed by spark-submit) are merged, kept in :attr:`lines` and copied to ``log``.
+    """
+
+    def __init__(self, command: list[str], *, cwd: Path, env: dict[str, str], log: Path) -> None:
+        self.lines: list[str] = []
+        self.log = log
+        self._changed = threading.Condition()
+        self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, text=True, errors="replace", start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with open(self.log, "w") as copy:
+            for line in self.proc.stdout:
+                copy.write(line)
+                copy.flush()
+                with self._changed:
+                    self.lines.append(line.rstrip("\n"))
+                    self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, pattern: str, *, after: int = 0, timeout: float = RUN_TIMEOUT) -> int:
+        """Index in :attr:`lines` of the first line at or after ``after`` that matches ``pattern`` (a regex)."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = after
+        with self._changed:
+            while True:
+                for i in range(seen, len(self.lines)):
+                    if regex.search(self.lines[i]):
+                        return i
+                seen = max(seen, len(self.lines))
+                if not self._reader.is_alive():
+                    raise RuntimeError(f"the driver ended (exit {self.proc.poll()}) without a line matching {pattern!r}:\n"
+                                       + "\n".join(self.lines[-40:]))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no line matching {pattern!r} after {timeout} s:\n" + "\n".join(self.lines[-40:]))
+                self._changed.wait(min(left, 1.0))
+
+    def find(self, pattern: str, *, after: int = 0) -> int | None:
+        """Index of the first line at or after ``after`` matching ``pattern`` so far, or ``None``."""
+        regex = re.compile(pattern)
+        with self._changed:
+            return next((i for i in range(after, len(self.lines)) if regex.search(self.lines[i])), None)
+
+    def line_count(self) -> int:
+        with self._changed:
+            return len(self.lines)
+
+    def wait(self, timeout: float = RUN_TIMEOUT) -> int:
+        """The exit code, once the driver has exited and all its output is read."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+        self._reader.join(60)
+        return code
+
+    def stop(self) -> None:
+        """SIGKILL the driver's whole process group (spark-submit, its JVM and Python) if still running."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
 
 
 @contextlib.contextmanager
@@ -179,6 +327,13 @@ def connect_server(workdir: Path, *, checkpoint_dir: Path | None, conf: dict[str
         yield f"sc://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+def read_event_log(directory: Path) -> list[dict[str, Any]]:
+    """The events of the one application that logged to ``directory`` (``spark.eventLog.dir``,
+    uncompressed, not rolled), in the order the driver's listener bus saw them."""
+    (log,) = [p for p in directory.iterdir() if not p.name.startswith(".")]
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
 def python_without_als_spark(workdir: Path) -> Path:
