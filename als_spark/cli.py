@@ -49,6 +49,54 @@ def _input(p: argparse.ArgumentParser) -> None:
                    help="size of --dataset synthetic, e.g. 1000000 or 20000000 (MovieLens-shaped; default 100000)")
 
 
+def _holdout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-holdout", dest="holdout", action="store_false",
+                   help="no holdout: compare scores no configuration; converge fits on all interactions and scores nothing")
+    p.add_argument("--test-fraction", type=float, default=0.25, help="share of each user's interactions held out (default 0.25)")
+    p.add_argument("--split-seed", type=int, default=42, help="seed of the per-user random holdout split (default 42)")
+
+
+def _focus_args(p: argparse.ArgumentParser) -> None:
+    for kind in ("user", "item"):
+        p.add_argument(f"--{kind}-id", type=int, action="append", default=[], metavar="ID",
+                       help=f"print this {kind}'s lists under every fit: the {kind} id of the input file (repeatable)")
+        p.add_argument(f"--{kind}-index", type=int, action="append", default=[], metavar="I",
+                       help=f"the same by zero-based index into the sorted distinct {kind} ids with a rating >= "
+                       f"ingest.min_rating, as a notebook's category codes or matrix rows count (repeatable)")
+
+
+def _progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="log each fit's progress and remaining time this often (default 30; 0: never)")
+
+
+def _focus(args: argparse.Namespace) -> list[Any]:
+    from als_spark.compare import Focus
+
+    return [Focus(kind, **{key: value}) for kind in ("user", "item") for key in ("id", "index")
+            for value in getattr(args, f"{kind}_{key}")]
+
+
+def _iterations(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--iterations must be comma-separated integers, e.g. 15,50,100; got {text!r}") from None
+    if len(set(counts)) < 2 or min(counts) < 1:
+        raise ConfigError(f"--iterations needs at least two distinct positive counts, e.g. 15,50,100; got {text!r}")
+    return sorted(set(counts))
+
+
+def _names(args: argparse.Namespace) -> tuple[str, str]:
+    from pathlib import Path
+
+    names = [getattr(args, f"name_{s}") or (Path(getattr(args, f"config_{s}")).stem if getattr(args, f"config_{s}") else s.upper())
+             for s in ("a", "b")]
+    if names[0] == names[1]:
+        names = [f"{names[0]} ({s.upper()})" for s in ("a", "b")]
+    return names[0], names[1]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="als-spark", description=_DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"als-spark {__version__}")
@@ -91,6 +139,43 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--compare", action="append", default=[], metavar="NAME=FILE",
                     help="also score this configuration on the test split, e.g. seed-notebook=conf/seed-notebook.yaml (repeatable)")
     tu.add_argument("--no-test", action="store_true", help="search only: do not score the best configuration on the test split")
+    cmp = sub.add_parser("compare", help="do two configurations give different lists, beyond what the seed alone changes?",
+                         description="fit configurations A and B with several seeds each; compare every pair of fits' "
+                         "similar-user, similar-item and recommendation lists (Jaccard@k, rank-biased overlap) within A, "
+                         "within B and between; test per table whether A and B differ beyond seed noise. Also scores "
+                         "each configuration on a holdout and times it per iteration. Writes DIR/agreement (per user "
+                         "and item), DIR/agreement_pairs, DIR/compare.md, DIR/compare.json and DIR/compare.png")
+    _input(cmp)
+    _common(cmp)
+    for side in ("a", "b"):
+        X = side.upper()
+        cmp.add_argument(f"--config-{side}", metavar="FILE", help=f"YAML configuration of {X} (default: --config)")
+        cmp.add_argument(f"--set-{side}", action="append", default=[], metavar="KEY=VALUE",
+                         help=f"override one key of {X} only, after --config-{side} and --set (repeatable)")
+        cmp.add_argument(f"--name-{side}", metavar="NAME", help=f"name of {X} in the report (default: the stem of --config-{side}, else {X})")
+    cmp.add_argument("--seeds", type=int, default=3, metavar="N",
+                     help="fits per configuration, seeds als.seed, als.seed + 1, ... (default 3; >= 2)")
+    cmp.add_argument("--k", type=int, default=5, help="neighbours per user and item compared (default 5)")
+    cmp.add_argument("--top-n", type=int, default=10, help="recommendations per user compared (default 10)")
+    cmp.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdict (default 0.05)")
+    _holdout(cmp)
+    _focus_args(cmp)
+    _progress(cmp)
+    cv = sub.add_parser("converge", help="fit one configuration at several iteration counts; how much do the lists and metric still move?",
+                        description="fit the configuration at each of --iterations (same seed) plus once more with the "
+                        "next seed at the largest count; report how the similar-user, similar-item and recommendation "
+                        "lists and the holdout NDCG change from one count to the next, against the largest count, and "
+                        "against the seed noise. Writes DIR/converge_steps, DIR/converge_fits, DIR/converge.md, "
+                        "DIR/converge.json and DIR/converge.png")
+    _input(cv)
+    _common(cv)
+    cv.add_argument("--iterations", required=True, metavar="N,N,...", help="iteration counts, e.g. 15,50,100,200,400")
+    cv.add_argument("--k", type=int, default=5, help="neighbours per user and item compared (default 5)")
+    cv.add_argument("--top-n", type=int, default=10, help="recommendations per user compared and scored (default 10)")
+    cv.add_argument("--no-seed-reference", action="store_true", help="skip the second seed at the largest count")
+    _holdout(cv)
+    _focus_args(cv)
+    _progress(cv)
     bench = sub.add_parser("bench", help="benchmark als-spark against the tutorial pipeline and the implicit library",
                            description="run als-spark, the naive tutorial pipeline and (if installed) the implicit "
                            "library side by side on the same data; writes DIR/bench.json and DIR/bench.md")
@@ -165,12 +250,24 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any] | None:
         from als_spark import tune
 
         spec, compare = tune.load_spec(args.spec), _compare_configs(args.compare)
+    if args.command == "compare":  # both configurations, the seeds and the focus ids are checked before Spark starts
+        from als_spark import compare as cmp
+
+        cfg_b = load_config(args.config_b or args.config, overrides + args.set_b)
+        cfg = load_config(args.config_a or args.config, overrides + args.set_a)
+        cmp.check_comparable(cfg, cfg_b)
+        cmp.seed_lists(cfg, cfg_b, args.seeds)
+        if not 0 < args.alpha < 1:
+            raise ConfigError(f"--alpha must be strictly between 0 and 1, got {args.alpha}")
+        focus = _focus(args)
+    if args.command == "converge":
+        iterations, focus = _iterations(args.iterations), _focus(args)
 
     from als_spark import pipeline
     from als_spark.session import get_spark
 
     spark = get_spark(remote=args.remote)
-    if args.command in ("run", "ingest", "evaluate", "bench", "tune"):
+    if args.command in ("run", "ingest", "evaluate", "bench", "tune", "compare", "converge"):
         source = pipeline.Source(
             path=args.input, dataset=args.dataset, items=args.items,
             synthetic_seed=args.synthetic_seed, synthetic_ratings=args.synthetic_ratings,
@@ -201,6 +298,23 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any] | None:
               f"{args.output}/best.yaml is usable with --config")
         if result["test_metrics"]:
             print("\n" + pipeline.metrics_markdown(result["test_metrics"]))
+        return result
+    if args.command == "compare":
+        result = pipeline.stage_compare(
+            spark, source, cfg, cfg_b, args.output, names=_names(args), seeds=args.seeds, k=args.k, top_n=args.top_n,
+            focus=focus, holdout=args.holdout, test_fraction=args.test_fraction, split_seed=args.split_seed,
+            alpha=args.alpha, progress_interval=args.progress_interval,
+        )
+        print("\n" + result["report"].split("\n## Agreement of every pair")[0].rstrip())
+        print(f"\n(every pair of fits: {args.output}/compare.md)")
+        return result
+    if args.command == "converge":
+        result = pipeline.stage_converge(
+            spark, source, cfg, args.output, iterations=iterations, k=args.k, top_n=args.top_n, focus=focus,
+            holdout=args.holdout, test_fraction=args.test_fraction, split_seed=args.split_seed,
+            seed_reference=not args.no_seed_reference, progress_interval=args.progress_interval,
+        )
+        print("\n" + result["report"].rstrip())
         return result
     if args.command == "evaluate":
         result = pipeline.stage_evaluate(

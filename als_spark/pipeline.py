@@ -14,7 +14,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -436,6 +436,124 @@ def stage_tune(
             "spec": spec.to_dict(), "k": k, "test_fraction": test_fraction, "seed": seed, "compare": sorted(compare),
         }
     return {**runlog.result, "metric": spec.metric, "best": result.summary["best"], "test_metrics": result.test_metrics}
+
+
+def _stage_png(runlog: RunLog, name: str, png: bytes | None) -> None:
+    """Stage a PNG with the run's tables (local outputs only; skipped with a warning elsewhere)."""
+    if png is None:
+        return
+    if publish.local_path(runlog.publisher.staging) is None:
+        log.warning("%s is written to local outputs only; %s is remote", name, runlog.output)
+        return
+    local = publish.local_path(runlog.publisher.path(name))
+    assert local is not None
+    os.makedirs(os.path.dirname(local), exist_ok=True)
+    with open(local, "wb") as fh:
+        fh.write(png)
+    runlog.outputs[name] = publish.table_path(runlog.output, name)
+
+
+def stage_compare(
+    spark: SparkSession,
+    source: Source,
+    cfg_a: Config,
+    cfg_b: Config,
+    output: str,
+    *,
+    names: tuple[str, str] = ("A", "B"),
+    seeds: int = 3,
+    k: int = 5,
+    top_n: int = 10,
+    focus: Sequence[Any] = (),
+    holdout: bool = True,
+    test_fraction: float = 0.25,
+    split_seed: int = 42,
+    alpha: float = 0.05,
+    progress_interval: float = 30.0,
+) -> dict[str, Any]:
+    """A against B beyond seed noise (:func:`als_spark.compare.run_compare`).
+
+    Publishes ``agreement`` (per table and user / item), ``agreement_pairs``,
+    ``compare.md``, ``compare.json`` and ``compare.png`` together, then
+    ``run.json`` (its ``config`` is A's; ``input.compare`` holds both).
+    """
+    from als_spark import compare
+
+    with running(spark, output, "compare", cfg_a) as runlog:
+        with runlog.timer.stage("ingest"):
+            ratings, _ = _load_ratings(spark, source, cfg_a, runlog)
+        result = compare.run_compare(
+            spark, ratings.df, cfg_a, cfg_b, seeds=seeds, k=k, top_n=top_n, focus=focus, holdout=holdout,
+            test_fraction=test_fraction, split_seed=split_seed, alpha=alpha, names=names,
+            progress_interval=progress_interval, timer=runlog.timer,
+        )
+        runlog.write_table(result.agreement, "agreement")
+        runlog.write_table(result.pairs, "agreement_pairs")
+        runlog.outputs["compare.md"] = runlog.publisher.stage_file("compare.md", result.report)
+        runlog.outputs["compare.json"] = runlog.publisher.stage_file("compare.json", publish.to_json(result.summary))
+        _stage_png(runlog, "compare.png", result.png)
+        data = result.summary["data"]
+        runlog.counts.update({
+            "rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected,
+            "interactions": data["interactions"], "users": data["users"], "items": data["items"],
+            "fits": len(result.summary["runs"]),
+        })
+        runlog.input["compare"] = {
+            "names": list(names), "config_a": cfg_a.to_dict(), "config_b": cfg_b.to_dict(),
+            "seeds": result.summary["seeds"], "k": k, "top_n": top_n, "alpha": alpha, "holdout": holdout,
+            "test_fraction": test_fraction, "split_seed": split_seed, "focus": [f.describe() for f in focus],
+            "verdicts": result.verdicts,
+        }
+    return {**runlog.result, "report": result.report, "verdicts": result.verdicts}
+
+
+def stage_converge(
+    spark: SparkSession,
+    source: Source,
+    cfg: Config,
+    output: str,
+    *,
+    iterations: Sequence[int],
+    k: int = 5,
+    top_n: int = 10,
+    focus: Sequence[Any] = (),
+    holdout: bool = True,
+    test_fraction: float = 0.25,
+    split_seed: int = 42,
+    seed_reference: bool = True,
+    progress_interval: float = 30.0,
+) -> dict[str, Any]:
+    """``cfg`` at several iteration counts (:func:`als_spark.converge.run_converge`).
+
+    Publishes ``converge_steps``, ``converge_fits``, ``converge.md``,
+    ``converge.json`` and ``converge.png`` together, then ``run.json``.
+    """
+    from als_spark import converge
+
+    with running(spark, output, "converge", cfg) as runlog:
+        with runlog.timer.stage("ingest"):
+            ratings, _ = _load_ratings(spark, source, cfg, runlog)
+        result = converge.run_converge(
+            spark, ratings.df, cfg, iterations=iterations, k=k, top_n=top_n, holdout=holdout,
+            test_fraction=test_fraction, split_seed=split_seed, seed_reference=seed_reference, focus=focus,
+            progress_interval=progress_interval, timer=runlog.timer,
+        )
+        runlog.write_table(result.steps, "converge_steps")
+        runlog.write_table(result.fits, "converge_fits")
+        runlog.outputs["converge.md"] = runlog.publisher.stage_file("converge.md", result.report)
+        runlog.outputs["converge.json"] = runlog.publisher.stage_file("converge.json", publish.to_json(result.summary))
+        _stage_png(runlog, "converge.png", result.png)
+        data = result.summary["data"]
+        runlog.counts.update({
+            "rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected,
+            "interactions": data["interactions"], "users": data["users"], "items": data["items"],
+            "fits": len(result.summary["fits"]),
+        })
+        runlog.input["converge"] = {
+            "iterations": list(iterations), "k": k, "top_n": top_n, "holdout": holdout, "test_fraction": test_fraction,
+            "split_seed": split_seed, "seed_reference": seed_reference, "focus": [f.describe() for f in focus],
+        }
+    return {**runlog.result, "report": result.report}
 
 
 def show(spark: SparkSession, output: str, *, user: int | None = None, item: int | None = None) -> list[tuple[str, Any]]:
