@@ -208,17 +208,22 @@ def build_config(tree: Mapping[str, Any] | None = None, overrides: list[str] | t
     return Config(**built)
 
 
+def read_yaml(path: str | os.PathLike, what: str = "configuration file") -> Any:
+    """The YAML document in ``path``; ConfigError (``what`` names the file's role) if missing or invalid."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from None
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load ``path`` (YAML) over the built-in defaults, then apply ``overrides``."""
     tree: Any = None
     if path is not None:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                tree = yaml.safe_load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"configuration file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from None
+        tree = read_yaml(path)
         if tree is not None and not isinstance(tree, Mapping):
             raise ConfigError(f"configuration file {path}: expected a mapping of sections at the top level")
     return build_config(tree, overrides)

@@ -438,6 +438,13 @@ def stage_tune(
     return {**runlog.result, "metric": spec.metric, "best": result.summary["best"], "test_metrics": result.test_metrics}
 
 
+def _stage_report(runlog: RunLog, stem: str, report: str, summary: dict[str, Any], png: bytes | None) -> None:
+    """Stage ``<stem>.md``, ``<stem>.json`` and ``<stem>.png`` with the run's tables."""
+    runlog.outputs[f"{stem}.md"] = runlog.publisher.stage_file(f"{stem}.md", report)
+    runlog.outputs[f"{stem}.json"] = runlog.publisher.stage_file(f"{stem}.json", publish.to_json(summary))
+    _stage_png(runlog, f"{stem}.png", png)
+
+
 def _stage_png(runlog: RunLog, name: str, png: bytes | None) -> None:
     """Stage a PNG with the run's tables (local outputs only; skipped with a warning elsewhere)."""
     if png is None:
@@ -489,9 +496,7 @@ def stage_compare(
         )
         runlog.write_table(result.agreement, "agreement")
         runlog.write_table(result.pairs, "agreement_pairs")
-        runlog.outputs["compare.md"] = runlog.publisher.stage_file("compare.md", result.report)
-        runlog.outputs["compare.json"] = runlog.publisher.stage_file("compare.json", publish.to_json(result.summary))
-        _stage_png(runlog, "compare.png", result.png)
+        _stage_report(runlog, "compare", result.report, result.summary, result.png)
         data = result.summary["data"]
         runlog.counts.update({
             "rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected,
@@ -540,9 +545,7 @@ def stage_converge(
         )
         runlog.write_table(result.steps, "converge_steps")
         runlog.write_table(result.fits, "converge_fits")
-        runlog.outputs["converge.md"] = runlog.publisher.stage_file("converge.md", result.report)
-        runlog.outputs["converge.json"] = runlog.publisher.stage_file("converge.json", publish.to_json(result.summary))
-        _stage_png(runlog, "converge.png", result.png)
+        _stage_report(runlog, "converge", result.report, result.summary, result.png)
         data = result.summary["data"]
         runlog.counts.update({
             "rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected,

@@ -88,7 +88,7 @@ from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, Str
 from als_spark import evaluate as E
 from als_spark import feedback, model, publish
 from als_spark import schema as S
-from als_spark.config import Config, build_config
+from als_spark.config import Config, build_config, read_yaml
 from als_spark.errors import ConfigError, InputDataError
 from als_spark.recommend import recommend
 from als_spark.runinfo import Timer
@@ -307,14 +307,7 @@ def _parse_range(key: str, values: Mapping[str, Any], method: str) -> Range:
 
 def load_spec(path: str | os.PathLike) -> TuneSpec:
     """Read a search spec from a YAML file (see :func:`parse_spec`)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            tree = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"tune spec file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"tune spec file {path} is not valid YAML: {exc}") from None
-    return parse_spec(tree)
+    return parse_spec(read_yaml(path, "tune spec file"))
 
 
 def trials(spec: TuneSpec) -> list[dict[str, Any]]:
