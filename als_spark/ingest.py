@@ -25,6 +25,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
+from als_spark import caching
 from als_spark import schema as S
 from als_spark.errors import ConfigError, InputDataError
 
@@ -160,7 +161,7 @@ def read_ratings(
         fmt = detected
         log.info("detected input format %s for %s", fmt, path)
 
-    parsed = parse_lines(spark.read.text(path), fmt, rating_range=rating_range).cache()
+    parsed = caching.cache(parse_lines(spark.read.text(path), fmt, rating_range=rating_range))
     counts = parsed.agg(
         F.count(F.lit(1)).alias("read"), F.count("reason").alias("rejected")
     ).first()
@@ -177,7 +178,7 @@ def read_ratings(
         log.warning("rejected %d of %d input lines", rows_rejected, rows_read)
 
     valid = parsed.where(F.col("reason").isNull()).select(S.USER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP)
-    deduped = deduplicate_latest(valid).cache()
+    deduped = caching.cache(deduplicate_latest(valid))
     rows = deduped.count()
     duplicates = rows_read - rows_rejected - rows
     if duplicates:

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from als_spark import feedback, ingest, model, publish, runinfo, session
+from als_spark import caching, feedback, ingest, model, publish, runinfo, session
 from als_spark import schema as S
 from als_spark.config import Config
 from als_spark.errors import InputDataError
@@ -112,12 +112,14 @@ def _now() -> str:
 def running(spark: SparkSession, output: str, command: str, config: Config) -> Iterator[RunLog]:
     """A run that publishes its tables if the block succeeds and publishes nothing if it fails."""
     runlog = RunLog(spark, output, command, config)
-    try:
-        yield runlog
-    except BaseException:
-        runlog.publisher.abort()
-        raise
-    runlog.finish()
+    # Every DataFrame cached during the run is released when it ends (see als_spark.caching).
+    with caching.scope():
+        try:
+            yield runlog
+        except BaseException:
+            runlog.publisher.abort()
+            raise
+        runlog.finish()
 
 
 @dataclass
@@ -134,7 +136,7 @@ def _load_ratings(spark: SparkSession, source: Source, cfg: Config, runlog: RunL
         from als_spark import synthetic
 
         data = synthetic.generate_for_size(source.synthetic_ratings, seed=source.synthetic_seed)
-        df = spark.createDataFrame(data.ratings.astype({S.RATING: "float64"}), schema=S.RATINGS).cache()
+        df = caching.cache(spark.createDataFrame(data.ratings.astype({S.RATING: "float64"}), schema=S.RATINGS))
         n = df.count()
         items = spark.createDataFrame(data.items, schema=S.ITEMS)
         runlog.input.update(
@@ -161,7 +163,7 @@ def _load_ratings(spark: SparkSession, source: Source, cfg: Config, runlog: RunL
     items_path = source.items or ingest.items_path_beside(path, ratings.fmt)
     items = None
     try:
-        items = ingest.read_items(spark, items_path).cache()
+        items = caching.cache(ingest.read_items(spark, items_path))
         items.count()
     except InputDataError:
         if source.items:
@@ -184,8 +186,8 @@ def run_ingest(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog)
     """Read and validate the ratings, derive the interactions and the summary."""
     with runlog.timer.stage("ingest"):
         ratings, items = _load_ratings(spark, source, cfg, runlog)
-        interactions = feedback.to_interactions(ratings.df, cfg.ingest).cache()
-        summary = feedback.dataset_summary(interactions).cache()
+        interactions = caching.cache(feedback.to_interactions(ratings.df, cfg.ingest))
+        summary = caching.cache(feedback.dataset_summary(interactions))
         row = summary.first()
         if row is None or row["total_users"] == 0:
             raise InputDataError(
@@ -245,8 +247,8 @@ def run_train(spark: SparkSession, interactions: DataFrame, cfg: Config, runlog:
     with runlog.timer.stage("write_model"):
         fitted.write().overwrite().save(runlog.stage_path("model"))
         user_factors, item_factors = model.factors(fitted)
-        user_factors = publish.conform(user_factors, S.FACTORS).sortWithinPartitions(S.ID).cache()
-        item_factors = publish.conform(item_factors, S.FACTORS).sortWithinPartitions(S.ID).cache()
+        user_factors = caching.cache(publish.conform(user_factors, S.FACTORS).sortWithinPartitions(S.ID))
+        item_factors = caching.cache(publish.conform(item_factors, S.FACTORS).sortWithinPartitions(S.ID))
         runlog.write_table(user_factors, "user_factors")
         runlog.write_table(item_factors, "item_factors")
     runlog.counts.update({"user_factors": user_factors.count(), "item_factors": item_factors.count()})
@@ -338,8 +340,8 @@ def stage_ingest(spark: SparkSession, source: Source, cfg: Config, output: str) 
 
 
 def stage_train(spark: SparkSession, cfg: Config, output: str) -> dict[str, Any]:
-    interactions = _required_table(spark, output, "interactions", "ingest").cache()
     with running(spark, output, "train", cfg) as runlog, model.checkpoint_dir(spark, cfg.als.checkpoint_dir) as ckpt:
+        interactions = caching.cache(_required_table(spark, output, "interactions", "ingest"))
         runlog.details["checkpoint_dir"] = ckpt
         runlog.counts["interactions"] = interactions.count()
         run_train(spark, interactions, cfg, runlog)
@@ -347,8 +349,8 @@ def stage_train(spark: SparkSession, cfg: Config, output: str) -> dict[str, Any]
 
 
 def _factors(spark: SparkSession, output: str, runlog: RunLog) -> tuple[DataFrame, DataFrame]:
-    user_factors = _required_table(spark, output, "user_factors", "train").cache()
-    item_factors = _required_table(spark, output, "item_factors", "train").cache()
+    user_factors = caching.cache(_required_table(spark, output, "user_factors", "train"))
+    item_factors = caching.cache(_required_table(spark, output, "item_factors", "train"))
     runlog.counts.update({"user_factors": user_factors.count(), "item_factors": item_factors.count()})
     return user_factors, item_factors
 
