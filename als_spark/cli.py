@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=["random", "chronological"], default="random",
                     help="random per-user holdout (default) or each user's latest interactions")
     ev.add_argument("--split-seed", type=int, default=42, help="seed of the random split (default 42)")
+    ev.add_argument("--exclude", choices=["train", "rated"], default="train",
+                    help="items left out of every scored list: the user's train interactions (default, the standard "
+                    "protocol) or every item the user rated at any value outside the test set, as recommend.exclude: "
+                    "rated serves them (chronological split: only ratings before the user's first test item)")
     tu = sub.add_parser("tune", help="search ALS hyper-parameters on a validation split of train; test the best once",
                         description="grid or random search (a --spec YAML, e.g. conf/tune.yaml) over als.rank, "
                         "als.reg_param, als.alpha, als.max_iter and ingest.confidence, scored by a ranking metric @k on a "
@@ -318,7 +322,8 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any] | None:
         return result
     if args.command == "evaluate":
         result = pipeline.stage_evaluate(
-            spark, source, cfg, args.output, k=args.k, test_fraction=args.test_fraction, split=args.split, seed=args.split_seed
+            spark, source, cfg, args.output, k=args.k, test_fraction=args.test_fraction, split=args.split,
+            seed=args.split_seed, exclude=args.exclude,
         )
         print("\n" + pipeline.metrics_markdown(result["metrics"]))
         return result

@@ -70,6 +70,9 @@ from als_spark.runinfo import Timer
 log = logging.getLogger(__name__)
 
 SPLITS = ("random", "chronological")
+#: What the scored lists leave out: ``train`` (the standard protocol) or every ``rated`` item the
+#: user is known to have rated, as ``recommend.exclude: rated`` does (see :func:`rated_exclusions`).
+EXCLUDES = ("train", "rated")
 BASELINES = ("popularity", "random")
 #: Name of the ALS model's row in the metrics table.
 ALS_MODEL = "als"
@@ -341,6 +344,35 @@ def random_items(
     return _explode_lists(lists, "_list", S.SCORE)
 
 
+# --- exclusions --------------------------------------------------------------------------
+
+
+def train_exclusions(train: DataFrame) -> DataFrame:
+    """``user_id, exclude``: each user's train items (the standard protocol)."""
+    return train.groupBy(S.USER_ID).agg(F.sort_array(F.collect_list(S.ITEM_ID)).alias(EXCLUDE))
+
+
+def rated_exclusions(train: DataFrame, test: DataFrame, rated: DataFrame, *, split: str) -> DataFrame:
+    """``user_id, exclude``: what ``recommend.exclude: rated`` would hide at the split's point in time.
+
+    The user's train items plus every item the user rated at any rating (``rated``: ``user_id,
+    item_id`` and, for the chronological split, ``timestamp``) that is not one of the user's test
+    items. For ``split="chronological"`` only ratings made strictly before the user's first test
+    interaction count (``test`` then needs ``timestamp``): a rating from the held-out future is not
+    known when the list is made. Test items are never excluded.
+    """
+    seen = rated.select(S.USER_ID, S.ITEM_ID, *([S.TIMESTAMP] if split == "chronological" else [])).join(
+        test.select(S.USER_ID, S.ITEM_ID), [S.USER_ID, S.ITEM_ID], "left_anti"
+    )
+    if split == "chronological":
+        first_test = test.groupBy(S.USER_ID).agg(F.min(S.TIMESTAMP).alias("_first_test"))
+        seen = seen.join(first_test, S.USER_ID, "left").where(
+            F.col("_first_test").isNull() | (F.col(S.TIMESTAMP) < F.col("_first_test"))
+        )
+    items = train.select(S.USER_ID, S.ITEM_ID).unionByName(seen.select(S.USER_ID, S.ITEM_ID)).distinct()
+    return train_exclusions(items)
+
+
 # --- the job ---------------------------------------------------------------------------
 
 
@@ -378,6 +410,8 @@ def run_evaluate(
     split: str = "random",
     seed: int = 42,
     baselines: Sequence[str] = BASELINES,
+    exclude: str = "train",
+    rated: DataFrame | None = None,
     timer: Timer | None = None,
 ) -> tuple[DataFrame, list[dict[str, Any]]]:
     """Hold out test interactions, fit ALS on the rest, and score it and the baselines.
@@ -388,7 +422,9 @@ def run_evaluate(
     (:func:`split_per_user_random` with ``seed``, or
     :func:`split_per_user_chronological`). ALS (``cfg.als``) is fitted on train;
     every model recommends ``k`` items to each test user, never one of the
-    user's train items, and is scored by :func:`ranking_metrics` with the
+    user's train items (``exclude="train"``) or, with ``exclude="rated"``, never
+    an item of :func:`rated_exclusions` (``rated``: all the ratings, any value,
+    with ``timestamp`` for the chronological split), and is scored by :func:`ranking_metrics` with the
     catalogue = the distinct train items. Returns the metrics table
     (:data:`METRICS`: ALS first, then ``baselines`` in order) and the same rows
     as dicts. ``timer`` (e.g. ``RunLog.timer``) records each stage's seconds.
@@ -402,6 +438,13 @@ def run_evaluate(
     _check_k(k)
     _check_fraction(test_fraction)
     _require(interactions_with_ts, S.USER_ID, S.ITEM_ID, S.CONFIDENCE, purpose="run_evaluate")
+    if exclude not in EXCLUDES:
+        raise ConfigError(f"exclude must be one of {', '.join(EXCLUDES)}, got {exclude!r}")
+    if exclude == "rated":
+        if rated is None:
+            raise ConfigError("exclude='rated' needs the ratings (all values) to know what each user rated")
+        needed = (S.USER_ID, S.ITEM_ID, S.TIMESTAMP) if split == "chronological" else (S.USER_ID, S.ITEM_ID)
+        _require(rated, *needed, purpose="run_evaluate(exclude='rated')")
 
     cached: list[DataFrame] = []
 
@@ -416,14 +459,18 @@ def run_evaluate(
             else:
                 train, test = split_per_user_chronological(interactions_with_ts, test_fraction=test_fraction)
             train = keep(train.select(S.USER_ID, S.ITEM_ID, S.CONFIDENCE))
+            if exclude == "rated":
+                excluded = keep(rated_exclusions(train, test, rated, split=split))
+            else:
+                excluded = keep(train_exclusions(train))
             test = keep(test.select(S.USER_ID, S.ITEM_ID))
             test_users = keep(test.select(S.USER_ID).distinct())
-            exclude = keep(train.groupBy(S.USER_ID).agg(F.collect_list(S.ITEM_ID).alias(EXCLUDE)))
             n_train, n_test, n_users = train.count(), test.count(), test_users.count()
             catalog_size = train.select(S.ITEM_ID).distinct().count()
         log.info(
-            "evaluate: %s split, test_fraction=%g: %d train and %d test interactions, %d test users, %d train items",
-            split, test_fraction, n_train, n_test, n_users, catalog_size,
+            "evaluate: %s split, test_fraction=%g: %d train and %d test interactions, %d test users, %d train items; "
+            "lists exclude the %s items",
+            split, test_fraction, n_train, n_test, n_users, catalog_size, exclude,
         )
         rows: list[dict[str, Any]] = []
 
@@ -447,7 +494,7 @@ def run_evaluate(
             with _stage(timer, "evaluate_recommend_als"):
                 recs = keep(
                     recommend(
-                        user_factors, item_factors, top_n=k, exclude=exclude, n_users=n_uf, n_items=n_if, parallelism=par
+                        user_factors, item_factors, top_n=k, exclude=excluded, n_users=n_uf, n_items=n_if, parallelism=par
                     )
                 )
                 recs.count()
@@ -456,9 +503,9 @@ def run_evaluate(
         for name in baselines:
             with _stage(timer, f"evaluate_recommend_{name}"):
                 if name == "popularity":
-                    recs = most_popular(train, test_users, k=k, exclude=exclude)
+                    recs = most_popular(train, test_users, k=k, exclude=excluded)
                 else:
-                    recs = random_items(train, test_users, k=k, seed=seed, exclude=exclude)
+                    recs = random_items(train, test_users, k=k, seed=seed, exclude=excluded)
                 recs = keep(recs)
                 recs.count()
             score(name, recs)

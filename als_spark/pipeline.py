@@ -131,7 +131,14 @@ class Ingested:
     summary: DataFrame
 
 
-def _load_ratings(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog) -> tuple[ingest.Ratings, DataFrame | None]:
+def _load_ratings(
+    spark: SparkSession, source: Source, cfg: Config, runlog: RunLog, *, with_items: bool = True
+) -> tuple[ingest.Ratings, DataFrame | None]:
+    """The validated ratings and, with ``with_items``, the item titles (``None`` when there is no item file).
+
+    Commands that write no titles (evaluate, tune, compare, converge) pass ``with_items=False`` and
+    skip reading the item file.
+    """
     if source.dataset == "synthetic":
         from als_spark import synthetic
 
@@ -160,16 +167,17 @@ def _load_ratings(spark: SparkSession, source: Source, cfg: Config, runlog: RunL
         spark, path, fmt=cfg.ingest.format, rating_range=(cfg.ingest.rating_min, cfg.ingest.rating_max)
     )
     ingest.check_rejected(ratings, cfg.ingest.max_rejected_fraction, path)
-    items_path = source.items or ingest.items_path_beside(path, ratings.fmt)
+    items_path = (source.items or ingest.items_path_beside(path, ratings.fmt)) if with_items else None
     items = None
-    try:
-        items = caching.cache(ingest.read_items(spark, items_path))
-        items.count()
-    except InputDataError:
-        if source.items:
-            raise
-        log.info("no item file at %s: tables will have no titles", items_path)
-        items_path = None
+    if items_path is not None:
+        try:
+            items = caching.cache(ingest.read_items(spark, items_path))
+            items.count()
+        except InputDataError:
+            if source.items:
+                raise
+            log.info("no item file at %s: tables will have no titles", items_path)
+            items_path = None
     local = publish.local_path(path)
     runlog.input.update(
         {
@@ -385,23 +393,25 @@ def metrics_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def stage_evaluate(
-    spark: SparkSession, source: Source, cfg: Config, output: str, *, k: int, test_fraction: float, split: str, seed: int
+    spark: SparkSession, source: Source, cfg: Config, output: str, *, k: int, test_fraction: float, split: str, seed: int,
+    exclude: str = "train",
 ) -> dict[str, Any]:
     """Hold-out evaluation of ``cfg`` against the baselines; writes ``metrics`` and ``metrics.md``."""
     from als_spark import evaluate
 
     with running(spark, output, "evaluate", cfg) as runlog:
         with runlog.timer.stage("ingest"):
-            ratings, _ = _load_ratings(spark, source, cfg, runlog)
+            ratings, _ = _load_ratings(spark, source, cfg, runlog, with_items=False)
             interactions = evaluate.interactions_with_timestamp(ratings.df, cfg.ingest)
         metrics, rows = evaluate.run_evaluate(
-            spark, interactions, cfg, k=k, test_fraction=test_fraction, split=split, seed=seed, timer=runlog.timer
+            spark, interactions, cfg, k=k, test_fraction=test_fraction, split=split, seed=seed,
+            exclude=exclude, rated=ratings.df, timer=runlog.timer,
         )
         runlog.write_table(metrics, "metrics")
         runlog.counts.update(
             {"rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected, "evaluated_users": rows[0]["users"]}
         )
-        runlog.input["evaluation"] = {"k": k, "test_fraction": test_fraction, "split": split, "seed": seed}
+        runlog.input["evaluation"] = {"k": k, "test_fraction": test_fraction, "split": split, "seed": seed, "exclude": exclude}
         runlog.outputs["metrics.md"] = runlog.publisher.stage_file("metrics.md", metrics_markdown(rows))
     return {**runlog.result, "metrics": rows}
 
@@ -424,7 +434,7 @@ def stage_tune(
 
     with running(spark, output, "tune", cfg) as runlog:
         with runlog.timer.stage("ingest"):
-            ratings, _ = _load_ratings(spark, source, cfg, runlog)
+            ratings, _ = _load_ratings(spark, source, cfg, runlog, with_items=False)
         result = tune.run_tune(
             spark, ratings.df, cfg, output, spec=spec, k=k, test_fraction=test_fraction, seed=seed,
             compare=compare, evaluate_test=evaluate_test, timer=runlog.timer,
@@ -490,7 +500,7 @@ def stage_compare(
 
     with running(spark, output, "compare", cfg_a) as runlog:
         with runlog.timer.stage("ingest"):
-            ratings, _ = _load_ratings(spark, source, cfg_a, runlog)
+            ratings, _ = _load_ratings(spark, source, cfg_a, runlog, with_items=False)
         result = compare.run_compare(
             spark, ratings.df, cfg_a, cfg_b, seeds=seeds, k=k, top_n=top_n, focus=focus, holdout=holdout,
             test_fraction=test_fraction, split_seed=split_seed, alpha=alpha, names=names,
@@ -539,7 +549,7 @@ def stage_converge(
 
     with running(spark, output, "converge", cfg) as runlog:
         with runlog.timer.stage("ingest"):
-            ratings, _ = _load_ratings(spark, source, cfg, runlog)
+            ratings, _ = _load_ratings(spark, source, cfg, runlog, with_items=False)
         result = converge.run_converge(
             spark, ratings.df, cfg, iterations=iterations, k=k, top_n=top_n, holdout=holdout,
             test_fraction=test_fraction, split_seed=split_seed, seed_reference=seed_reference, focus=focus,

@@ -148,4 +148,15 @@ def test_evaluate_writes_metrics_table_and_markdown(spark, movielens, tmp_path, 
     table = (out / "metrics.md").read_text()
     assert table.splitlines()[0] == "| model | precision@2 | recall@2 | ndcg@2 | map@2 | hit_rate@2 | coverage | users |"
     assert table in capsys.readouterr().out
-    assert json.loads((out / "run.json").read_text())["input"]["evaluation"] == {"k": 2, "test_fraction": 0.25, "split": "chronological", "seed": 42}
+    info = json.loads((out / "run.json").read_text())["input"]
+    assert info["evaluation"] == {"k": 2, "test_fraction": 0.25, "split": "chronological", "seed": 42, "exclude": "train"}
+    # evaluate writes no titles, so it does not read the u.item beside the input
+    assert (movielens / "u.item").exists() and info["items_path"] is None
+
+
+def test_evaluate_exclude_rated_is_recorded(spark, movielens, tmp_path):
+    out = tmp_path / "eval-rated"
+    args = ["evaluate", "--input", str(movielens / "u.data"), "--output", str(out), "--k", "2", "--exclude", "rated", *SMALL]
+    assert main([*args, "--log-level", "WARNING"]) == 0
+    assert json.loads((out / "run.json").read_text())["input"]["evaluation"]["exclude"] == "rated"
+    assert pd.read_parquet(out / "metrics")["model"].tolist() == ["als", "popularity", "random"]

@@ -94,3 +94,60 @@ def test_run_evaluate_rejects_bad_arguments(spark, interactions, kwargs, message
 def test_run_evaluate_chronological_needs_timestamps(spark, interactions):
     with pytest.raises(ConfigError, match="timestamp"):
         E.run_evaluate(spark, interactions.drop("timestamp"), CFG, split="chronological")
+
+
+# --- exclude="rated": leave out what the user rated at any value, as recommend.exclude: rated ---
+
+RATED = "user_id int, item_id int, rating double, timestamp long"
+
+
+def _sorted(df):
+    return sorted((r["user_id"], list(r["exclude"])) for r in df.collect())
+
+
+def test_rated_exclusions_random_split_all_ratings_but_the_test_items(spark):
+    train = spark.createDataFrame([(1, 1), (1, 2), (2, 6)], "user_id int, item_id int")
+    test = spark.createDataFrame([(1, 3)], "user_id int, item_id int")
+    rated = spark.createDataFrame(
+        [(1, 1, 5.0, 1), (1, 2, 4.0, 2), (1, 3, 5.0, 3), (1, 4, 2.0, 4), (1, 5, 1.0, 5),
+         (2, 6, 4.0, 1), (2, 7, 3.0, 2), (3, 8, 2.0, 1)], RATED)
+    got = E.rated_exclusions(train, test, rated, split="random")
+    # user 1: train 1, 2 plus the low-rated 4, 5 (test item 3 never); user 2: 6 and 7; user 3: only low ratings.
+    assert _sorted(got) == [(1, [1, 2, 4, 5]), (2, [6, 7]), (3, [8])]
+
+
+def test_rated_exclusions_chronological_split_only_ratings_before_the_first_test_item(spark):
+    train = spark.createDataFrame([(1, 1), (1, 2), (2, 6)], "user_id int, item_id int")
+    test = spark.createDataFrame([(1, 3, 30)], "user_id int, item_id int, timestamp long")
+    rated = spark.createDataFrame(
+        [(1, 1, 5.0, 10), (1, 4, 2.0, 15), (1, 2, 4.0, 20), (1, 3, 5.0, 30), (1, 9, 2.0, 30), (1, 5, 1.0, 40),
+         (2, 6, 4.0, 5), (2, 7, 3.0, 50)], RATED)
+    got = E.rated_exclusions(train, test, rated, split="chronological")
+    # user 1: 4 (t=15) is known; 9 (t=30, same time as the first test item) and 5 (t=40) are not yet;
+    # user 2 has no test item, so everything it rated is known.
+    assert _sorted(got) == [(1, [1, 2, 4]), (2, [6, 7])]
+
+
+def test_run_evaluate_exclude_rated_hides_low_rated_items_from_every_model(spark, interactions):
+    # B users 7 and 8 rated every A item low before their test items; user 9 rated 105 and 106 low
+    # only after its test items (unknown at list time under the chronological split).
+    low = [(u, i, 1.0, 1000 * u - 1) for u in (7, 8) for i in range(101, 109)]
+    low += [(9, i, 1.0, 1000 * 9 + 50) for i in (105, 106)]
+    rated = interactions.select("user_id", "item_id", "rating", "timestamp").unionByName(spark.createDataFrame(low, RATED))
+    metrics, rows = E.run_evaluate(
+        spark, interactions, CFG, k=2, test_fraction=0.25, split="chronological", seed=3,
+        baselines=("popularity",), exclude="rated", rated=rated,
+    )
+    pop = {key: rows[1][key] for key in POPULARITY}
+    # Popularity (train counts above): A users as before (all 1). Users 7, 8: the A items are
+    # excluded, so their unseen items are their 2 test items (201/202, 203/204): all 1. User 9 still
+    # gets 105, 106 (5 > 2): 0. Coverage: 101..108 + 201..204 = 12 of 16.
+    assert rows[1]["model"] == "popularity"
+    assert pop == pytest.approx({**{m: 8 / 9 for m in E.METRIC_NAMES}, "coverage": 12 / 16, "users": 9})
+
+
+def test_run_evaluate_exclude_rated_needs_the_ratings(spark, interactions):
+    with pytest.raises(ConfigError, match="exclude='rated' needs the ratings"):
+        E.run_evaluate(spark, interactions, CFG, exclude="rated")
+    with pytest.raises(ConfigError, match="exclude must be one of train, rated"):
+        E.run_evaluate(spark, interactions, CFG, exclude="liked")
