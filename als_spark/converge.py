@@ -178,7 +178,7 @@ def run_converge(
                 train, test_rows = evaluate.split_per_user_random(interactions, test_fraction=test_fraction, seed=split_seed)
                 data = keep(train.select(S.USER_ID, S.ITEM_ID, S.CONFIDENCE))
                 test = keep(test_rows.select(S.USER_ID, S.ITEM_ID))
-                exclude = keep(data.groupBy(S.USER_ID).agg(F.collect_list(S.ITEM_ID).alias("exclude")))
+                exclude = keep(feedback.items_per_user(data))
             else:
                 data = interactions
                 ex = feedback.exclusions(ratings, interactions, cfg.recommend.exclude)

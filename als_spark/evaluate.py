@@ -347,11 +347,6 @@ def random_items(
 # --- exclusions --------------------------------------------------------------------------
 
 
-def train_exclusions(train: DataFrame) -> DataFrame:
-    """``user_id, exclude``: each user's train items (the standard protocol)."""
-    return train.groupBy(S.USER_ID).agg(F.sort_array(F.collect_list(S.ITEM_ID)).alias(EXCLUDE))
-
-
 def rated_exclusions(train: DataFrame, test: DataFrame, rated: DataFrame, *, split: str) -> DataFrame:
     """``user_id, exclude``: what ``recommend.exclude: rated`` would hide at the split's point in time.
 
@@ -370,7 +365,7 @@ def rated_exclusions(train: DataFrame, test: DataFrame, rated: DataFrame, *, spl
             F.col("_first_test").isNull() | (F.col(S.TIMESTAMP) < F.col("_first_test"))
         )
     items = train.select(S.USER_ID, S.ITEM_ID).unionByName(seen.select(S.USER_ID, S.ITEM_ID)).distinct()
-    return train_exclusions(items)
+    return feedback.items_per_user(items)
 
 
 # --- the job ---------------------------------------------------------------------------
@@ -462,7 +457,7 @@ def run_evaluate(
             if exclude == "rated":
                 excluded = keep(rated_exclusions(train, test, rated, split=split))
             else:
-                excluded = keep(train_exclusions(train))
+                excluded = keep(feedback.items_per_user(train))
             test = keep(test.select(S.USER_ID, S.ITEM_ID))
             test_users = keep(test.select(S.USER_ID).distinct())
             n_train, n_test, n_users = train.count(), test.count(), test_users.count()

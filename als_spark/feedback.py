@@ -80,5 +80,10 @@ def exclusions(ratings: DataFrame, interactions: DataFrame, mode: str) -> DataFr
     source = {"rated": ratings, "liked": interactions}.get(mode)
     if source is None:
         raise ValueError(f"exclude mode must be 'rated', 'liked' or 'none', got {mode!r}")
-    return source.groupBy(S.USER_ID).agg(F.collect_list(S.ITEM_ID).alias("exclude"))
+    return items_per_user(source)
+
+
+def items_per_user(pairs: DataFrame) -> DataFrame:
+    """``user_id, exclude``: the item ids of each user's rows in ``pairs``, sorted (the exclusion-list shape)."""
+    return pairs.groupBy(S.USER_ID).agg(F.sort_array(F.collect_list(S.ITEM_ID)).alias("exclude"))
 

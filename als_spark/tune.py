@@ -452,7 +452,7 @@ def search(
     fit_part = fit_part.cache()
     validation = validation.select(S.USER_ID, S.ITEM_ID).cache()
     users = validation.select(S.USER_ID).distinct().cache()
-    exclude = fit_part.groupBy(S.USER_ID).agg(F.collect_list(S.ITEM_ID).alias(E.EXCLUDE)).cache()
+    exclude = feedback.items_per_user(fit_part).cache()
     data = _Validation(
         fit_ratings=fit_part, validation=validation, users=users, exclude=exclude,
         catalog_size=0, cached=[fit_part, validation, users, exclude],
