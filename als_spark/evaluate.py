@@ -131,16 +131,39 @@ def _check_k(k: int) -> None:
         raise ConfigError(f"k must be a positive integer, got {k!r}")
 
 
-def _split_first_n(df: DataFrame, order: list[Column], test_fraction: float) -> tuple[DataFrame, DataFrame]:
-    """Per user, the first ``n_test`` rows in ``order`` go to test, the rest to train."""
+_IS_TEST = "_eval_is_test"
+
+
+def _label_first_n(df: DataFrame, order: list[Column], test_fraction: float) -> DataFrame:
+    """``df`` plus the boolean ``_eval_is_test``: per user, the first ``n_test`` rows in ``order``."""
     by_user = Window.partitionBy(S.USER_ID)
     n_u = F.count(F.lit(1)).over(by_user)
     # HALF_UP rounding (Spark's round), capped so at least one row stays in train.
     n_test = F.least(F.round(F.lit(float(test_fraction)) * n_u).cast("long"), n_u - 1)
     labelled = df.withColumn(_N_TEST, n_test).withColumn(_POS, F.row_number().over(by_user.orderBy(*order)))
-    test = labelled.where(F.col(_POS) <= F.col(_N_TEST)).select(*df.columns)
-    train = labelled.where(F.col(_POS) > F.col(_N_TEST)).select(*df.columns)
-    return train, test
+    return labelled.select(*df.columns, (F.col(_POS) <= F.col(_N_TEST)).alias(_IS_TEST))
+
+
+def _parts(labelled: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """``(train, test)`` of a labelled frame, without the label."""
+    columns = [c for c in labelled.columns if c != _IS_TEST]
+    return labelled.where(~F.col(_IS_TEST)).select(*columns), labelled.where(F.col(_IS_TEST)).select(*columns)
+
+
+def labelled_split(df: DataFrame, *, split: str, test_fraction: float = 0.25, seed: int = 42) -> DataFrame:
+    """``df`` plus a boolean column ``_eval_is_test``: the split of :func:`split_per_user_random`
+    (``split="random"``) or :func:`split_per_user_chronological` as one frame (cache it once, filter twice)."""
+    if split == "random":
+        _require(df, S.USER_ID, S.ITEM_ID, purpose="split_per_user_random")
+        _check_fraction(test_fraction)
+        key = _hash(_SPLIT_SALT, seed, F.col(S.USER_ID), F.col(S.ITEM_ID))
+        return _label_first_n(df, [key.asc(), F.col(S.ITEM_ID).asc()], test_fraction)
+    if split == "chronological":
+        _require(df, S.USER_ID, S.ITEM_ID, S.TIMESTAMP, purpose="split_per_user_chronological")
+        _check_fraction(test_fraction)
+        order = [F.col(S.TIMESTAMP).desc_nulls_last(), F.col(S.ITEM_ID).desc()]
+        return _label_first_n(df, order, test_fraction)
+    raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
 
 
 def split_per_user_random(
@@ -157,10 +180,7 @@ def split_per_user_random(
     (user, item) pairs, not on partitioning or row order. ``df`` needs ``user_id`` and ``item_id``,
     one row per pair; all its columns are kept, in order.
     """
-    _require(df, S.USER_ID, S.ITEM_ID, purpose="split_per_user_random")
-    _check_fraction(test_fraction)
-    key = _hash(_SPLIT_SALT, seed, F.col(S.USER_ID), F.col(S.ITEM_ID))
-    return _split_first_n(df, [key.asc(), F.col(S.ITEM_ID).asc()], test_fraction)
+    return _parts(labelled_split(df, split="random", test_fraction=test_fraction, seed=seed))
 
 
 def split_per_user_chronological(df: DataFrame, *, test_fraction: float = 0.25) -> tuple[DataFrame, DataFrame]:
@@ -172,10 +192,7 @@ def split_per_user_chronological(df: DataFrame, *, test_fraction: float = 0.25) 
     timestamp counts as the earliest). Raises :class:`ConfigError` when ``df``
     has no ``timestamp`` column.
     """
-    _require(df, S.USER_ID, S.ITEM_ID, S.TIMESTAMP, purpose="split_per_user_chronological")
-    _check_fraction(test_fraction)
-    order = [F.col(S.TIMESTAMP).desc_nulls_last(), F.col(S.ITEM_ID).desc()]
-    return _split_first_n(df, order, test_fraction)
+    return _parts(labelled_split(df, split="chronological", test_fraction=test_fraction))
 
 
 # --- metrics ---------------------------------------------------------------------
@@ -449,19 +466,29 @@ def run_evaluate(
 
     try:
         with _stage(timer, "evaluate_split"):
-            if split == "random":
-                train, test = split_per_user_random(interactions_with_ts, test_fraction=test_fraction, seed=seed)
-            else:
-                train, test = split_per_user_chronological(interactions_with_ts, test_fraction=test_fraction)
-            train = keep(train.select(S.USER_ID, S.ITEM_ID, S.CONFIDENCE))
+            # One labelled frame, cached: train and test are filters of it (the window runs once).
+            # (rated_exclusions needs the test items' time for a chronological split.)
+            timed = [S.TIMESTAMP] if exclude == "rated" and split == "chronological" else []
+            labelled = keep(
+                labelled_split(interactions_with_ts, split=split, test_fraction=test_fraction, seed=seed)
+                .select(S.USER_ID, S.ITEM_ID, S.CONFIDENCE, *timed, _IS_TEST)
+            )
+            is_test = F.col(_IS_TEST)
+            stats = labelled.agg(
+                F.count(F.when(~is_test, 1)).alias("train"),
+                F.count(F.when(is_test, 1)).alias("test"),
+                F.countDistinct(F.when(is_test, F.col(S.USER_ID))).alias("users"),
+                F.countDistinct(F.when(~is_test, F.col(S.ITEM_ID))).alias("items"),
+            ).first()
+            n_train, n_test, n_users, catalog_size = (int(stats[c]) for c in ("train", "test", "users", "items"))
+            train_all, test_all = _parts(labelled)
+            train = train_all.select(S.USER_ID, S.ITEM_ID, S.CONFIDENCE)
+            test = test_all.select(S.USER_ID, S.ITEM_ID)
             if exclude == "rated":
-                excluded = keep(rated_exclusions(train, test, rated, split=split))
+                excluded = keep(rated_exclusions(train, test_all, rated, split=split))
             else:
                 excluded = keep(feedback.items_per_user(train))
-            test = keep(test.select(S.USER_ID, S.ITEM_ID))
             test_users = keep(test.select(S.USER_ID).distinct())
-            n_train, n_test, n_users = train.count(), test.count(), test_users.count()
-            catalog_size = train.select(S.ITEM_ID).distinct().count()
         log.info(
             "evaluate: %s split, test_fraction=%g: %d train and %d test interactions, %d test users, %d train items; "
             "lists exclude the %s items",
@@ -470,7 +497,11 @@ def run_evaluate(
         rows: list[dict[str, Any]] = []
 
         def score(name: str, recs: DataFrame) -> None:
-            with _stage(timer, f"evaluate_score_{name}"):
+            """Recommend (``recs`` is lazy) and score, timed as one stage."""
+            with _stage(timer, f"evaluate_{name}"):
+                # Materialised first: the metrics query reads the lists twice (per user, coverage),
+                # and two branches over an unfilled cache would each compute the top-k.
+                keep(recs).count()
                 metrics = ranking_metrics(recs, test, k=k, catalog_size=catalog_size)
             log.info("evaluate: %s %s", name, ", ".join(f"{m}={metrics[m]:.4f}" for m in METRIC_NAMES))
             rows.append({"model": name, "k": k, **metrics, "split": split, "test_fraction": float(test_fraction)})
@@ -479,30 +510,22 @@ def run_evaluate(
         # Score inside the checkpoint block: the factors may be read back from its checkpoints.
         with model.checkpoint_dir(spark, cfg.als.checkpoint_dir):
             with _stage(timer, "evaluate_fit"):
-                fitted = model.fit(train, cfg.als, num_blocks=par)
-                user_factors, item_factors = model.factors(fitted)
-                user_factors = keep(
-                    user_factors.join(test_users.withColumnRenamed(S.USER_ID, S.ID), S.ID, "left_semi")
-                )
-                item_factors = keep(item_factors)
-                n_uf, n_if = user_factors.count(), item_factors.count()
-            with _stage(timer, "evaluate_recommend_als"):
-                recs = keep(
-                    recommend(
-                        user_factors, item_factors, top_n=k, exclude=excluded, n_users=n_uf, n_items=n_if, parallelism=par
-                    )
-                )
-                recs.count()
+                fitted = model.fit(keep(train), cfg.als, num_blocks=par)
+            user_factors, item_factors = model.factors(fitted)
+            # ALS gives every train user and item factors, and every test user has a train row:
+            # the counts the blocked top-k needs are already known.
+            user_factors = user_factors.join(test_users.withColumnRenamed(S.USER_ID, S.ID), S.ID, "left_semi")
+            recs = recommend(
+                user_factors, item_factors, top_n=k, exclude=excluded, n_users=n_users, n_items=catalog_size,
+                parallelism=par,
+            )
             score(ALS_MODEL, recs)
 
         for name in baselines:
-            with _stage(timer, f"evaluate_recommend_{name}"):
-                if name == "popularity":
-                    recs = most_popular(train, test_users, k=k, exclude=excluded)
-                else:
-                    recs = random_items(train, test_users, k=k, seed=seed, exclude=excluded)
-                recs = keep(recs)
-                recs.count()
+            if name == "popularity":
+                recs = most_popular(train, test_users, k=k, exclude=excluded)
+            else:
+                recs = random_items(train, test_users, k=k, seed=seed, exclude=excluded)
             score(name, recs)
     finally:
         for df in cached:

@@ -374,6 +374,7 @@ class _Validation:
     users: DataFrame
     exclude: DataFrame
     catalog_size: int
+    n_users: int = 0
     by_confidence: dict[str, DataFrame] = field(default_factory=dict)
     cached: list[DataFrame] = field(default_factory=list)
 
@@ -397,20 +398,17 @@ def _fit_and_score(spark: SparkSession, data: _Validation, cfg: Config, *, k: in
     par = model.parallelism(spark)
     fitted = model.fit(data.interactions(cfg.ingest.confidence), cfg.als, num_blocks=par)
     user_factors, item_factors = model.factors(fitted)
-    user_factors = user_factors.join(data.users.withColumnRenamed(S.USER_ID, S.ID), S.ID, "left_semi").cache()
-    item_factors = item_factors.cache()
+    # Every validation user has fit rows and every fit item has factors: the counts are known.
+    user_factors = user_factors.join(data.users.withColumnRenamed(S.USER_ID, S.ID), S.ID, "left_semi")
+    recs = recommend(
+        user_factors, item_factors, top_n=k, exclude=data.exclude, n_users=data.n_users, n_items=data.catalog_size,
+        parallelism=par,
+    ).cache()
     try:
-        n_users, n_items = user_factors.count(), item_factors.count()
-        recs = recommend(
-            user_factors, item_factors, top_n=k, exclude=data.exclude, n_users=n_users, n_items=n_items, parallelism=par
-        ).cache()
-        try:
-            return E.ranking_metrics(recs, data.validation, k=k, catalog_size=data.catalog_size)
-        finally:
-            recs.unpersist()
+        recs.count()  # filled once: ranking_metrics reads the lists in two branches
+        return E.ranking_metrics(recs, data.validation, k=k, catalog_size=data.catalog_size)
     finally:
-        user_factors.unpersist()
-        item_factors.unpersist()
+        recs.unpersist()
 
 
 def _describe(params: Mapping[str, Any]) -> str:
@@ -462,6 +460,7 @@ def search(
         val_stats = validation.agg(F.count(F.lit(1)), F.countDistinct(S.USER_ID)).first()
         n_fit, data.catalog_size = int(fit_stats[0]), int(fit_stats[1])
         n_validation, n_users = int(val_stats[0]), int(val_stats[1])
+        data.n_users = n_users
         if n_validation == 0:
             raise InputDataError(
                 "the validation split is empty: no user has enough train interactions to hold one out "
