@@ -34,7 +34,7 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from als_spark import feedback, model, pipeline, runinfo
+from als_spark import feedback, model, pipeline, runinfo, session
 from als_spark import schema as S
 from als_spark.config import Config
 
@@ -304,6 +304,7 @@ def run_bench(
         "als_seconds_per_iteration_median": statistics.median(per_iteration) if per_iteration else None,
         "peak_memory_mb": peak_memory_mb(),
         "blas": runinfo.blas_implementation(spark),
+        "quick_jit": session.jvm_quick_jit(spark),
         **info,
     }
 

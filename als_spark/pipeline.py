@@ -58,6 +58,9 @@ class RunLog:
         self.counts: dict[str, Any] = {}
         self.outputs: dict[str, str] = {}
         self.details: dict[str, Any] = {}
+        quick = session.jvm_quick_jit(spark)
+        if quick is not None:
+            self.details["quick_jit"] = quick
         self.timer = runinfo.Timer()
         self.publisher = publish.Publisher(spark, output, self.run_id)
         self.result: dict[str, Any] = {}

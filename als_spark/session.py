@@ -14,8 +14,12 @@ import atexit
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
+
+if TYPE_CHECKING:
+    from pyspark import SparkConf
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +85,53 @@ def local_cores(master: str) -> int | None:
     return None
 
 
-def get_spark(app_name: str = "als-spark", *, remote: str | None = None, conf: dict[str, str] | None = None) -> SparkSession:
+#: Inputs below this size get a quick-starting driver JVM in local mode (see :func:`quick_jit`).
+QUICK_JIT_MAX_BYTES = 16 * 2**20
+#: The JVM option that stops the JIT at its first (C1) tier.
+QUICK_JIT_OPTION = "-XX:TieredStopAtLevel=1"
+
+
+def quick_jit(input_bytes: int | None) -> bool:
+    """Whether a local run over ``input_bytes`` of ratings should stop the JIT at C1.
+
+    A run over a small input is Spark's fixed cost: a few hundred short jobs in a fresh JVM,
+    while the optimising (C2) JIT compiles Spark's own code on the same cores. Stopping at C1
+    compiles far less and sooner; measured on ML-100k (2 MB), ``evaluate`` took 0.82x the
+    time (median 35.5 s against 43.2 s, 2 cores); at 1M ratings (20 MB) it made no difference
+    and at 10M (228 MB) the run took 1.11x as long. Long runs over big inputs want C2's faster
+    code, so from :data:`QUICK_JIT_MAX_BYTES` on (or when the size is unknown) nothing changes.
+    """
+    return input_bytes is not None and 0 <= input_bytes < QUICK_JIT_MAX_BYTES
+
+
+def _spark_defaults_set(key: str) -> bool:
+    """Whether a ``spark-defaults.conf`` that spark-submit would read sets ``key``."""
+    conf_dir = os.environ.get("SPARK_CONF_DIR") or (
+        os.path.join(os.environ["SPARK_HOME"], "conf") if os.environ.get("SPARK_HOME") else None
+    )
+    if not conf_dir:
+        return False
+    try:
+        with open(os.path.join(conf_dir, "spark-defaults.conf"), encoding="utf-8") as fh:
+            return any(line.split(None, 1)[0] == key for line in fh if line.strip() and not line.lstrip().startswith("#"))
+    except OSError:
+        return False
+
+
+def get_spark(
+    app_name: str = "als-spark",
+    *,
+    remote: str | None = None,
+    conf: dict[str, str] | None = None,
+    input_bytes: int | None = None,
+) -> SparkSession:
     """Return the active SparkSession, or create one.
 
     ``remote`` (or ``SPARK_REMOTE``) selects Spark Connect. Without a master from
     spark-submit or ``spark.master``, a classic session runs on ``local[*]``.
+    ``input_bytes``, the size of the input when known, lets a local session that this
+    call starts pick a quick-starting JVM for small inputs (:func:`quick_jit`), unless
+    driver Java options are set elsewhere.
     """
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -122,6 +168,8 @@ def get_spark(app_name: str = "als-spark", *, remote: str | None = None, conf: d
                 # of heap on millions of ratings. Only takes effect when this process starts
                 # the JVM (not under spark-submit, where --driver-memory decides).
                 settings["spark.driver.memory"] = memory
+        if cores and quick_jit(input_bytes) and _java_options_free(existing):
+            settings["spark.driver.extraJavaOptions"] = QUICK_JIT_OPTION
         for key, value in {**settings, **(conf or {})}.items():
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -129,6 +177,22 @@ def get_spark(app_name: str = "als-spark", *, remote: str | None = None, conf: d
         stop_at_exit(spark)
     log.info("Spark %s session ready (%s)", spark.version, describe(spark))
     return spark
+
+
+def _java_options_free(existing: SparkConf) -> bool:
+    """No driver Java options from spark-submit, ``PYSPARK_SUBMIT_ARGS`` or spark-defaults.conf."""
+    key = "spark.driver.extraJavaOptions"
+    submit_args = os.environ.get("PYSPARK_SUBMIT_ARGS", "")
+    return not (existing.contains(key) or "--driver-java-options" in submit_args or key in submit_args
+                or _spark_defaults_set(key))
+
+
+def jvm_quick_jit(spark: SparkSession) -> bool | None:
+    """Whether the driver JVM runs with :data:`QUICK_JIT_OPTION` (``None`` over Spark Connect)."""
+    if is_connect(spark):
+        return None
+    args = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()
+    return QUICK_JIT_OPTION in list(args)
 
 
 def _apply_runtime_conf(spark: SparkSession, conf: dict[str, str]) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from als_spark import datasets
-from als_spark.cli import build_parser, main
+from als_spark.cli import _input_bytes, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,3 +160,40 @@ def test_evaluate_exclude_rated_is_recorded(spark, movielens, tmp_path):
     assert main([*args, "--log-level", "WARNING"]) == 0
     assert json.loads((out / "run.json").read_text())["input"]["evaluation"]["exclude"] == "rated"
     assert pd.read_parquet(out / "metrics")["model"].tolist() == ["als", "popularity", "random"]
+
+
+def test_input_size_known_before_spark_starts(movielens, tmp_path):
+    # What get_spark gets to choose a quick-starting JVM for small inputs (session.quick_jit).
+    parser = build_parser()
+
+    def size(*argv: str) -> int | None:
+        return _input_bytes(parser.parse_args(["evaluate", *argv, "--output", str(tmp_path / "o")]))
+
+    data = movielens / "u.data"
+    assert size("--input", str(data)) == len(U_DATA.encode())
+    assert size("--input", f"file://{data}") == len(U_DATA.encode())
+    assert size("--input", str(movielens)) == len(U_DATA.encode()) + len(U_ITEM.encode("latin-1"))  # a folder: its files
+    assert size("--input", str(tmp_path / "missing")) is None
+    assert size("--input", "s3://bucket/ratings.csv") is None
+    assert size("--dataset", "ml-100k") == 1_979_173
+    assert size("--dataset", "synthetic", "--synthetic-ratings", "1000") == 20_000
+
+
+@pytest.mark.parametrize("command, expected", [("evaluate", len(U_DATA.encode())), ("bench", None)])
+def test_commands_pass_the_input_size_to_the_session_except_bench(command, expected, movielens, tmp_path, monkeypatch):
+    # bench compares systems in one warmed JVM: it keeps the JVM's default JIT (README, Spark settings).
+    from als_spark import session
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_get_spark(**kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(session, "get_spark", fake_get_spark)
+    with pytest.raises(Stop):
+        main([command, "--input", str(movielens / "u.data"), "--output", str(tmp_path / "o")])
+    assert seen == {"remote": None, "input_bytes": expected}

@@ -131,6 +131,8 @@ def test_killed_run_leaves_previous_outputs_and_next_run_cleans_up(published, da
     assert done.returncode == 0, done.stderr[-2000:]
     assert not staged.exists()  # ...and removed by the next run
     _assert_same(before, _snapshot(published), run_json=False)
+    # A CLI process started its own JVM for this small file: the quick-starting one (session.quick_jit).
+    assert json.loads((published / "run.json").read_text())["spark"]["quick_jit"] is True
 
 
 def test_exchange_swaps_directories_atomically_and_fallback_renames(tmp_path, monkeypatch):
