@@ -188,11 +188,16 @@ def _java_options_free(existing: SparkConf) -> bool:
 
 
 def jvm_quick_jit(spark: SparkSession) -> bool | None:
-    """Whether the driver JVM runs with :data:`QUICK_JIT_OPTION` (``None`` over Spark Connect)."""
+    """Whether the driver JVM runs with :data:`QUICK_JIT_OPTION` (``None`` when that cannot be asked:
+    Spark Connect, or a platform that blocks access to the JVM)."""
     if is_connect(spark):
         return None
-    args = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()
-    return QUICK_JIT_OPTION in list(args)
+    try:
+        bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+        return QUICK_JIT_OPTION in list(bean.getInputArguments())
+    except Exception as exc:  # noqa: BLE001 - provenance only; never fail a run over it
+        log.debug("cannot read the driver JVM's options: %s", exc)
+        return None
 
 
 def _apply_runtime_conf(spark: SparkSession, conf: dict[str, str]) -> None:
