@@ -183,8 +183,13 @@ def runs_python_top_k(stage: dict[str, Any]) -> bool:
     return any("MapInArrow" in json.loads(rdd.get("Scope") or "{}").get("name", "") for rdd in stage.get("RDD Info", []))
 
 
-def assert_lost_and_replaced(setup: Setup, run: Run, executor: str, stage: str) -> Loss:
-    """The driver saw executor ``executor`` lost during pipeline stage ``stage``; the worker replaced it."""
+def assert_lost_and_replaced(setup: Setup, run: Run, executor: str, stage: str, *, replacement_runs: bool = True) -> Loss:
+    """The driver saw executor ``executor`` lost during pipeline stage ``stage``; the worker replaced it.
+
+    With ``replacement_runs``, the replacement also completed a task. Without it (a loss near the
+    end of the run), the surviving executor may finish the remaining tasks before the new JVM
+    registers; then only "some executor completed tasks after the loss" is required.
+    """
     lines = run.driver.lines
     start, done = stage_line(run, stage, "..."), stage_line(run, stage, "done")
     lost = run.driver.find(rf"ERROR TaskSchedulerImpl: Lost executor {executor} on 127\.0\.0\.1: Command exited with code 137")
@@ -199,7 +204,10 @@ def assert_lost_and_replaced(setup: Setup, run: Run, executor: str, stage: str) 
     replacements = {e["Executor ID"] for e in loss.added_after}
     assert replacements, "no executor was added after the loss"
     assert any(f"Asked to launch executor {run.app}/{r} " in logs for r in replacements)
-    assert replacements & loss.ran_after, "the replacement executor never completed a task"
+    if replacement_runs:
+        assert replacements & loss.ran_after, "the replacement executor never completed a task"
+    else:
+        assert loss.ran_after, "no task completed after the loss"
     return loss
 
 
@@ -338,7 +346,9 @@ def test_executor_killed_during_als_training(setup, faulted):
 @pytest.mark.cluster
 @pytest.mark.slow
 def test_executor_killed_while_its_python_worker_scores_similar_items(setup, faulted):
-    loss = assert_lost_and_replaced(setup, faulted.run, faulted.similar_executor, "similar_items")
+    # similar_items is near the end of the run: on a loaded machine the surviving executor can run
+    # every remaining task before the replacement JVM registers (seen once in CI, 2026-11-30).
+    loss = assert_lost_and_replaced(setup, faulted.run, faulted.similar_executor, "similar_items", replacement_runs=False)
     # Spark's own record: the task the executor was running was lost, and it was a task of
     # the stage that runs the mapInArrow top-k scoring in Python.
     lost = [(s, r) for s, r in loss.failed_tasks if r["Reason"] == "ExecutorLostFailure"]
