@@ -358,8 +358,6 @@ def _fail(problems: list[str]) -> None:
 
 #: Bytes per rating line of MovieLens-shaped text (u.data averages 19.8), to size generated data.
 _BYTES_PER_RATING = 20
-#: The MovieLens 100k u.data.
-_ML_100K_BYTES = 1_979_173
 
 
 def _input_bytes(args: argparse.Namespace) -> int | None:
@@ -371,7 +369,9 @@ def _input_bytes(args: argparse.Namespace) -> int | None:
     """
     dataset = getattr(args, "dataset", None)
     if dataset == "ml-100k":
-        return _ML_100K_BYTES
+        from als_spark.datasets import ML_100K_U_DATA_BYTES
+
+        return ML_100K_U_DATA_BYTES
     if dataset == "synthetic":
         return int(args.synthetic_ratings) * _BYTES_PER_RATING
     path = getattr(args, "input", None)

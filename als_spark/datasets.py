@@ -27,6 +27,7 @@ from als_spark.errors import DatasetError
 __all__ = [
     "ML_100K_FILES",
     "ML_100K_SHA256",
+    "ML_100K_U_DATA_BYTES",
     "ML_100K_URL",
     "default_cache_dir",
     "fetch_ml_100k",
@@ -42,6 +43,8 @@ ML_100K_SHA256: Mapping[str, str] = {
 }
 # Files kept from the archive; each is read from the member ``ml-100k/<name>``.
 ML_100K_FILES = ("u.data", "u.item")
+#: Size of the official u.data (what `--dataset ml-100k` reads), known before it is fetched.
+ML_100K_U_DATA_BYTES = 1_979_173
 
 _SUBDIR = "ml-100k"
 _CHUNK = 1 << 16

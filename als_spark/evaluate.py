@@ -245,7 +245,9 @@ def ranking_metrics(recommendations: DataFrame, test: DataFrame, *, k: int, cata
     ``users`` (int, the number of evaluated users: those with at least one test
     item). Definitions are in the module docstring. ``coverage`` is the number
     of distinct items in the evaluated users' top-k lists over ``catalog_size``.
-    With no evaluated user the metrics are NaN. Runs one Spark job.
+    With no evaluated user the metrics are NaN. Runs one query, which reads
+    ``recommendations`` in two branches (per-user metrics and coverage): pass a
+    cached, already materialised frame, or each branch computes the lists.
     """
     if not isinstance(catalog_size, int) or catalog_size < 1:
         raise ConfigError(f"catalog_size must be a positive integer, got {catalog_size!r}")
@@ -510,7 +512,7 @@ def run_evaluate(
         # Score inside the checkpoint block: the factors may be read back from its checkpoints.
         with model.checkpoint_dir(spark, cfg.als.checkpoint_dir):
             with _stage(timer, "evaluate_fit"):
-                fitted = model.fit(keep(train), cfg.als, num_blocks=par)
+                fitted = model.fit(train, cfg.als, num_blocks=par)  # a filter of the cached split
             user_factors, item_factors = model.factors(fitted)
             # ALS gives every train user and item factors, and every test user has a train row:
             # the counts the blocked top-k needs are already known.
