@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "rated serves them (chronological split: only ratings before the user's first test item)")
     tu = sub.add_parser("tune", help="search ALS hyper-parameters on a validation split of train; test the best once",
                         description="grid or random search (a --spec YAML, e.g. conf/tune.yaml) over als.rank, "
-                        "als.reg_param, als.alpha, als.max_iter and ingest.confidence, scored by a ranking metric @k on a "
+                        "als.reg_param, als.alpha, als.max_iter, ingest.confidence and recommend.popularity_weight, "
+                        "scored by a ranking metric @k on a "
                         "per-user validation split cut from the train side of the test split; the best configuration "
                         "alone is then scored on the test split. Writes DIR/leaderboard, DIR/best.yaml (for --config), "
                         "DIR/tune.png, DIR/test_metrics and DIR/tune.json")

@@ -11,7 +11,8 @@ pipeline's own code (:mod:`als_spark.similarity`, :mod:`als_spark.recommend`):
   excluded, equal similarities to the smaller id);
 * ``similar_items``: the same for items;
 * ``recommendations``: each user's top ``top_n`` items, excluding what
-  ``recommend.exclude`` of that configuration excludes.
+  ``recommend.exclude`` of that configuration excludes and scored with its
+  ``recommend.popularity_weight``.
 
 For every pair of fits and every entity the two lists are compared with
 Jaccard@k and extrapolated rank-biased overlap (:mod:`als_spark.agreement`),
@@ -72,7 +73,7 @@ from als_spark import evaluate, feedback, model, progress
 from als_spark import schema as S
 from als_spark.config import Config
 from als_spark.errors import ConfigError
-from als_spark.recommend import recommend
+from als_spark.recommend import popularity_prior, recommend
 from als_spark.runinfo import Timer, blas_implementation
 from als_spark.similarity import similar_items, similar_users
 
@@ -209,6 +210,7 @@ def lists_of(
     k: int,
     top_n: int,
     exclude: DataFrame | None,
+    item_prior: DataFrame | None = None,
     n_users: int | None = None,
     n_items: int | None = None,
     parallelism: int = 2,
@@ -216,7 +218,8 @@ def lists_of(
     """``table, run, id, items, scores``: the three lists of one fitted model (lazy).
 
     ``similar_users`` and ``similar_items`` (``k`` per entity, self excluded)
-    and ``recommendations`` (``top_n`` per user, minus ``exclude``), computed by
+    and ``recommendations`` (``top_n`` per user, minus ``exclude``, scores plus
+    ``item_prior`` as :func:`~als_spark.recommend.recommend` adds it), computed by
     the pipeline's own functions. ``n_users`` / ``n_items`` (the factor counts)
     save a count job each. Cache and materialise the result before the model
     is dropped.
@@ -232,8 +235,8 @@ def lists_of(
             key=S.ITEM_ID, other=S.SIMILAR_ITEM_ID, score=S.SIMILARITY,
         ).withColumn(TABLE, F.lit(SIMILAR_ITEMS)),
         ranked_lists(
-            recommend(user_factors, item_factors, top_n=top_n, exclude=exclude, n_users=n_users, n_items=n_items,
-                      parallelism=parallelism),
+            recommend(user_factors, item_factors, top_n=top_n, exclude=exclude, item_prior=item_prior,
+                      n_users=n_users, n_items=n_items, parallelism=parallelism),
             key=S.USER_ID, other=S.ITEM_ID, score=S.SCORE,
         ).withColumn(TABLE, F.lit(RECOMMENDATIONS)),
     ]
@@ -442,7 +445,8 @@ def fit_runs(
 
     ``ratings`` has ``user_id, item_id, rating``; the fits train on
     :func:`~als_spark.feedback.to_interactions` with ``cfg.ingest`` and the
-    recommendations exclude what ``cfg.recommend.exclude`` says. Each fit's
+    recommendations exclude what ``cfg.recommend.exclude`` says and add the
+    ``cfg.recommend.popularity_weight`` prior. Each fit's
     lists (:func:`lists_of`) are cached (one Spark job per fit) and the model
     is dropped, so memory holds lists, never more than one model. With
     ``calibration`` (two or more short lengths) the configuration is first
@@ -461,6 +465,7 @@ def fit_runs(
     interactions = feedback.to_interactions(ratings, cfg.ingest).cache()
     exclude = feedback.exclusions(ratings, interactions, cfg.recommend.exclude)
     exclude = exclude.cache() if exclude is not None else None
+    prior = popularity_prior(interactions, cfg.recommend.popularity_weight)
     lists: list[DataFrame] = []
     try:
         row = interactions.agg(F.count(F.lit(1)), F.count_distinct(S.USER_ID), F.count_distinct(S.ITEM_ID)).first()
@@ -477,8 +482,8 @@ def fit_runs(
                     interactions, dataclasses.replace(cfg.als, seed=seed), num_blocks=blocks,
                     label=f"{name} seed {seed} (fit {run + 1} of {len(seeds)})", cost=cost, interval=progress_interval,
                 )
-                lists.append(lists_of(fitted, run, k=k, top_n=top_n, exclude=exclude, n_users=n_users, n_items=n_items,
-                                      parallelism=par).cache())
+                lists.append(lists_of(fitted, run, k=k, top_n=top_n, exclude=exclude, item_prior=prior, n_users=n_users,
+                                      n_items=n_items, parallelism=par).cache())
                 lists[-1].count()
                 del fitted
                 gc.collect()  # let the model's JVM object go, so Spark can clean its cached factors

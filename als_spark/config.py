@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -70,6 +71,9 @@ class RecommendConfig:
     #: ``rated``: never recommend an item the user rated at all; ``liked``: only
     #: items rated >= ``ingest.min_rating`` are excluded; ``none``: exclude nothing.
     exclude: str = "rated"
+    #: Added to every score: ``popularity_weight · ln(n)``, ``n`` the item's number of
+    #: positive interactions (those ALS was fitted on). 0: plain ALS scores.
+    popularity_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ _VALIDATORS: dict[str, Any] = {
     "als.checkpoint_dir": lambda v: None if v is None or (isinstance(v, str) and v) else "must be a path",
     "recommend.top_n": _positive_int,
     "recommend.exclude": _choice(EXCLUDE_MODES),
+    "recommend.popularity_weight": lambda v: None if _is_number(v) and math.isfinite(v) else "must be a number",
     "similar.top_k": _positive_int,
 }
 

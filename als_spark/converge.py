@@ -24,7 +24,8 @@ held-out side with :func:`~als_spark.evaluate.ranking_metrics` (``@top_n``,
 train items excluded from the recommendations), so one fit per count gives
 both the lists and the metric; the lists are then those of a model trained on
 the train side. Without ``holdout`` the fits use all interactions and the
-recommendations exclude what ``recommend.exclude`` says.
+recommendations exclude what ``recommend.exclude`` says. Either way their
+scores add the ``recommend.popularity_weight`` prior of the fitted interactions.
 
 The time per iteration is the least-squares slope of fit time against count
 over the calibration fits (1 and 3 iterations, after a warm-up) and the fits
@@ -53,6 +54,7 @@ from als_spark import evaluate, feedback, model, progress
 from als_spark import schema as S
 from als_spark.config import Config
 from als_spark.errors import ConfigError
+from als_spark.recommend import popularity_prior
 from als_spark.runinfo import Timer, blas_implementation
 
 log = logging.getLogger(__name__)
@@ -183,6 +185,8 @@ def run_converge(
                 data = interactions
                 ex = feedback.exclusions(ratings, interactions, cfg.recommend.exclude)
                 exclude = keep(ex) if ex is not None else None
+            prior = popularity_prior(data, cfg.recommend.popularity_weight)
+            prior = keep(prior) if prior is not None else None
             row = data.agg(F.count(F.lit(1)), F.count_distinct(S.USER_ID), F.count_distinct(S.ITEM_ID)).first()
             n_rows, n_users, n_items = int(row[0]), int(row[1]), int(row[2])
         par = model.parallelism(spark)
@@ -206,8 +210,8 @@ def run_converge(
                         label=f"{n} iterations, seed {fit_seed} (fit {run + 1} of {len(plan)})", cost=cost,
                         interval=progress_interval,
                     )
-                    run_lists = keep(C.lists_of(fitted, run, k=k, top_n=top_n, exclude=exclude, n_users=n_users,
-                                                n_items=n_items, parallelism=par))
+                    run_lists = keep(C.lists_of(fitted, run, k=k, top_n=top_n, exclude=exclude, item_prior=prior,
+                                                n_users=n_users, n_items=n_items, parallelism=par))
                     run_lists.count()
                     del fitted
                     gc.collect()  # let the model's JVM object go, so Spark can clean its cached factors

@@ -64,7 +64,7 @@ from als_spark import feedback, model
 from als_spark import schema as S
 from als_spark.config import Config, IngestConfig
 from als_spark.errors import ConfigError
-from als_spark.recommend import recommend
+from als_spark.recommend import popularity_prior, recommend
 from als_spark.runinfo import Timer
 
 log = logging.getLogger(__name__)
@@ -518,8 +518,9 @@ def run_evaluate(
             # the counts the blocked top-k needs are already known.
             user_factors = user_factors.join(test_users.withColumnRenamed(S.USER_ID, S.ID), S.ID, "left_semi")
             recs = recommend(
-                user_factors, item_factors, top_n=k, exclude=excluded, n_users=n_users, n_items=catalog_size,
-                parallelism=par,
+                user_factors, item_factors, top_n=k, exclude=excluded,
+                item_prior=popularity_prior(train, cfg.recommend.popularity_weight), n_users=n_users,
+                n_items=catalog_size, parallelism=par,
             )
             score(ALS_MODEL, recs)
 

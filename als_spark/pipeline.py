@@ -23,7 +23,7 @@ from als_spark import caching, feedback, ingest, model, publish, runinfo, sessio
 from als_spark import schema as S
 from als_spark.config import Config
 from als_spark.errors import InputDataError
-from als_spark.recommend import recommend
+from als_spark.recommend import popularity_prior, recommend
 from als_spark.similarity import similar_items, similar_users
 from als_spark.titles import with_title
 
@@ -283,6 +283,7 @@ def run_recommend(
             item_factors,
             top_n=cfg.recommend.top_n,
             exclude=exclude,
+            item_prior=popularity_prior(interactions, cfg.recommend.popularity_weight),
             n_users=runlog.counts.get("user_factors"),
             n_items=runlog.counts.get("item_factors"),
             parallelism=model.parallelism(spark),

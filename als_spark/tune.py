@@ -25,6 +25,7 @@ train side, by :func:`~als_spark.evaluate.run_evaluate`), next to any
       als.reg_param: {low: 0.1, high: 100, log: true}   # a range: random only
       als.max_iter: 15                         # a scalar: fixed
       ingest.confidence: [rating, binary]
+      recommend.popularity_weight: [0, 0.05, 0.1]   # scoring only: each value is still a fit
     early_stop:             # optional; absent or null = every trial runs in full
       probe_iter: 5
       margin: 0.01
@@ -90,7 +91,7 @@ from als_spark import feedback, model, publish
 from als_spark import schema as S
 from als_spark.config import Config, build_config, read_yaml
 from als_spark.errors import ConfigError, InputDataError
-from als_spark.recommend import recommend
+from als_spark.recommend import popularity_prior, recommend
 from als_spark.runinfo import Timer
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,9 @@ log = logging.getLogger(__name__)
 METHODS = ("grid", "random")
 #: Keys a search may vary. ``ingest.min_rating`` is not one: it changes the interactions
 #: and so the validation and test sets, and the objectives would no longer compare.
-TUNABLE = ("als.rank", "als.max_iter", "als.reg_param", "als.alpha", "ingest.confidence")
+TUNABLE = (
+    "als.rank", "als.max_iter", "als.reg_param", "als.alpha", "ingest.confidence", "recommend.popularity_weight",
+)
 #: Leaderboard column of each tunable key.
 PARAM_COLUMNS = {key: key.replace(".", "_") for key in TUNABLE}
 STATUS_OK, STATUS_STOPPED = "ok", "stopped"
@@ -117,6 +120,7 @@ LEADERBOARD = StructType(
         StructField("als_reg_param", DoubleType(), False),
         StructField("als_alpha", DoubleType(), False),
         StructField("ingest_confidence", StringType(), False),
+        StructField("recommend_popularity_weight", DoubleType(), False),
         StructField("status", StringType(), False),
         StructField("metric", StringType(), False),
         StructField("k", IntegerType(), False),
@@ -396,13 +400,15 @@ class _Validation:
 def _fit_and_score(spark: SparkSession, data: _Validation, cfg: Config, *, k: int) -> dict[str, Any]:
     """Fit ``cfg`` on the fit part and score its top-k (unseen) on the validation part."""
     par = model.parallelism(spark)
-    fitted = model.fit(data.interactions(cfg.ingest.confidence), cfg.als, num_blocks=par)
+    fit_part = data.interactions(cfg.ingest.confidence)
+    fitted = model.fit(fit_part, cfg.als, num_blocks=par)
     user_factors, item_factors = model.factors(fitted)
     # Every validation user has fit rows and every fit item has factors: the counts are known.
     user_factors = user_factors.join(data.users.withColumnRenamed(S.USER_ID, S.ID), S.ID, "left_semi")
     recs = recommend(
-        user_factors, item_factors, top_n=k, exclude=data.exclude, n_users=data.n_users, n_items=data.catalog_size,
-        parallelism=par,
+        user_factors, item_factors, top_n=k, exclude=data.exclude,
+        item_prior=popularity_prior(fit_part, cfg.recommend.popularity_weight), n_users=data.n_users,
+        n_items=data.catalog_size, parallelism=par,
     ).cache()
     try:
         recs.count()  # filled once: ranking_metrics reads the lists in two branches

@@ -286,6 +286,29 @@ def test_rank_2_against_rank_20_on_planted_groups(spark, fitted):
 
 
 @pytest.mark.slow
+def test_fit_runs_recommend_with_the_configurations_popularity_weight(spark, planted):
+    # A weight of 1000 makes the prior (1000 * ln(count), gaps >= 1000 * ln(n / (n - 1)) >= 4) outweigh
+    # every dot product: each user's list is then the 10 most chosen items the user has not rated,
+    # ties in count in any order. Checked against counts computed with pandas.
+    runs = C.fit_runs(spark, planted, _cfg("als.rank=2", "recommend.popularity_weight=1000"), [42], name="prior",
+                      calibration=(), progress_interval=0)
+    try:
+        recs = C.recommendations_of(runs.run_lists[0]).toPandas()
+    finally:
+        runs.release()
+    ratings = planted.toPandas()
+    count = ratings[ratings["rating"] >= 4].groupby("item_id").size()
+    rated = ratings.groupby("user_id")["item_id"].apply(set)
+    for user, got in recs.sort_values(["user_id", "rank"]).groupby("user_id"):
+        unrated = count[~count.index.isin(rated[user])]
+        expected_counts = sorted(unrated.to_numpy(), reverse=True)[:10]
+        assert count.loc[got["item_id"]].tolist() == expected_counts, user
+    # every user with factors got a list, unless the user rated every item (users 42 and 64 here)
+    users = ratings.loc[ratings["rating"] >= 4, "user_id"].unique()
+    assert sorted(recs["user_id"].unique()) == sorted(u for u in users if not set(count.index) <= rated[u])
+
+
+@pytest.mark.slow
 def test_converge_steps_are_exact(spark, planted):
     from als_spark import evaluate, feedback, model
     from als_spark.similarity import similar_users

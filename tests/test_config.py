@@ -24,16 +24,20 @@ def test_seed_notebook_yaml_reproduces_the_reference_notebook():
     cfg = load_config(CONF / "seed-notebook.yaml")
     assert cfg.ingest == IngestConfig(min_rating=4.0, confidence="rating")
     assert (cfg.als.rank, cfg.als.reg_param, cfg.als.max_iter, cfg.als.alpha) == (50, 0.01, 15, 1.0)
-    assert cfg.recommend == RecommendConfig(top_n=10, exclude="rated")
+    # the notebook ranks by the plain dot product: no popularity prior, whatever the default
+    assert cfg.recommend == RecommendConfig(top_n=10, exclude="rated", popularity_weight=0.0)
     assert cfg.similar == SimilarConfig(top_k=10)
 
 
 def test_overrides_are_typed_and_applied_after_the_file(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("als:\n  rank: 8\n  max_iter: 3\n")
-    cfg = load_config(f, ["als.rank=20", "recommend.exclude=liked", "ingest.min_rating=3", "als.num_blocks=4"])
+    cfg = load_config(f, ["als.rank=20", "recommend.exclude=liked", "ingest.min_rating=3", "als.num_blocks=4",
+                          "recommend.popularity_weight=-1"])
     assert cfg.als == ALSConfig(rank=20, max_iter=3, num_blocks=4)
     assert cfg.recommend.exclude == "liked"
+    # a negative weight (favour rarely chosen items) is allowed; ints are stored as floats
+    assert cfg.recommend.popularity_weight == -1.0 and isinstance(cfg.recommend.popularity_weight, float)
     assert cfg.ingest.min_rating == 3.0 and isinstance(cfg.ingest.min_rating, float)
 
 
@@ -55,6 +59,9 @@ def test_overrides_are_typed_and_applied_after_the_file(tmp_path):
         ({"ingest": {"format": "xls"}}, [], r"ingest.format must be one of auto, ml-100k, ml-1m, csv"),
         ({"recommend": {"exclude": "seen"}}, [], r"recommend.exclude must be one of rated, liked, none, got 'seen'"),
         ({"recommend": {"top_n": -3}}, [], r"recommend.top_n must be a positive integer, got -3"),
+        ({"recommend": {"popularity_weight": "high"}}, [], r"recommend.popularity_weight must be a number, got 'high'"),
+        ({"recommend": {"popularity_weight": float("inf")}}, [], r"recommend.popularity_weight must be a number, got inf"),
+        ({"recommend": {"popularity_weight": None}}, [], r"recommend.popularity_weight must be a number, got None"),
         ({"similar": {"top_k": 0}}, [], r"similar.top_k must be a positive integer, got 0"),
         ({"als": [1, 2]}, [], r"section 'als' must be a mapping"),
         (None, ["als.rank"], r"--set expects section.key=value"),

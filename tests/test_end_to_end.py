@@ -17,12 +17,15 @@ from als_spark.cli import main
 pytestmark = pytest.mark.slow
 
 TOL = 1e-5
+#: The run adds ``POPULARITY_WEIGHT * ln(item's interaction count)`` to every recommendation score.
+POPULARITY_WEIGHT = 0.02
 
 
 @pytest.fixture(scope="module")
 def run(spark, tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e") / "out"
-    code = main(["run", "--dataset", "synthetic", "--output", str(out), "--set", "als.max_iter=10", "--log-level", "WARNING"])
+    code = main(["run", "--dataset", "synthetic", "--output", str(out), "--set", "als.max_iter=10",
+                 "--set", f"recommend.popularity_weight={POPULARITY_WEIGHT}", "--log-level", "WARNING"])
     assert code == 0
     return out
 
@@ -68,7 +71,8 @@ def _check_top_k(written: pd.DataFrame, key: str, other: str, value: str, ids: n
 def test_recommendations_match_numpy_and_never_include_rated_items(run, data):
     users, u = _factors(run, "user_factors")
     items, v = _factors(run, "item_factors")
-    scores = u @ v.T
+    liked = data.ratings[data.ratings["rating"] >= 4].groupby("item_id").size()
+    scores = u @ v.T + POPULARITY_WEIGHT * np.log(liked.loc[items].to_numpy(dtype=np.float64))
     col = {item: j for j, item in enumerate(items)}
     row = {user: i for i, user in enumerate(users)}
     rated = data.ratings  # recommend.exclude = rated: every rated item, liked or not
@@ -127,6 +131,7 @@ def test_summary_interactions_and_counts_match_pandas(run, data):
     assert info["counts"]["items_without_interactions"] == rated_items - len(per_item)
     assert info["input"]["dataset"] == "synthetic"
     assert info["config"]["als"]["max_iter"] == 10
+    assert info["config"]["recommend"]["popularity_weight"] == POPULARITY_WEIGHT
     assert set(info["timings_seconds"]) == {"ingest", "write_ingest", "fit", "write_model", "recommend", "similar_items", "similar_users", "publish"}
     assert info["versions"]["spark"].startswith("4.") and info["versions"]["java"]
 

@@ -6,6 +6,8 @@ popularity baseline are computed by hand below.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from pyspark.sql import functions as F
 
@@ -65,6 +67,18 @@ def test_run_evaluate_chronological_planted_groups(spark, interactions):
     als = {key: by_model["als"][key] for key in POPULARITY}
     assert als == pytest.approx({**{m: 1.0 for m in E.METRIC_NAMES}, "coverage": 14 / 16, "users": 9})
     assert by_model["als"]["ndcg"] > by_model["popularity"]["ndcg"]
+
+
+def test_run_evaluate_scores_als_with_the_configured_popularity_prior(spark, interactions):
+    # A prior of 100 * ln(train count) outweighs every dot product: train counts are 4 or 5 for A
+    # items (prior >= 138.6) and 2 or 3 for B items (<= 109.9). So A users get their 2 test items
+    # (the only unseen A items) and B users two of 105..108 (count 5): the popularity row computed
+    # by hand above, where the same ALS without the prior scores 1 everywhere.
+    cfg = Config(als=CFG.als, recommend=dataclasses.replace(CFG.recommend, popularity_weight=100.0))
+    _, rows = E.run_evaluate(spark, interactions, cfg, k=2, test_fraction=0.25, split="chronological", seed=3,
+                             baselines=())
+    assert [r["model"] for r in rows] == ["als"]
+    assert {key: rows[0][key] for key in POPULARITY} == pytest.approx(POPULARITY)
 
 
 def test_run_evaluate_random_split_only_popularity(spark, interactions):

@@ -13,7 +13,7 @@ from chispa import assert_approx_df_equality
 
 from als_spark import topk
 from als_spark.feedback import exclusions
-from als_spark.recommend import recommend
+from als_spark.recommend import popularity_prior, recommend
 from als_spark.similarity import similar_items, similar_users
 
 FACTORS = "id int, features array<float>"
@@ -96,6 +96,40 @@ def test_recommend_ignores_excluded_ids_that_are_not_items(spark, blocks):
     got = recommend(users, items, top_n=2, exclude=exclude)
     expected = _recs(spark, [(1, 1, 20, 2.0), (1, 2, 50, 2.0), (2, 1, 50, 5.0), (2, 2, 40, 3.0)])
     assert_approx_df_equality(got, expected, 1e-6, ignore_row_order=True, ignore_nullable=True)
+
+
+# --- a popularity prior: score = u·v + weight * ln(the item's interaction count) ---------------
+
+# Item 10 has 1 interaction, 20 has 2, 30 has 4, 40 has 8; 50 has none (no prior: 0).
+COUNTS = {10: 1, 20: 2, 30: 4, 40: 8}
+LN2 = math.log(2)
+
+
+def _interactions(spark):
+    rows = [(user, item) for item, n in COUNTS.items() for user in range(1, n + 1)]
+    return spark.createDataFrame(rows, "user_id int, item_id int")
+
+
+def test_popularity_prior_is_the_weight_times_the_log_of_the_count(spark):
+    got = popularity_prior(_interactions(spark), 1.5)
+    expected = spark.createDataFrame([(10, 0.0), (20, 1.5 * LN2), (30, 3.0 * LN2), (40, 4.5 * LN2)], "id int, prior double")
+    assert_approx_df_equality(got, expected, 1e-12, ignore_row_order=True, ignore_nullable=True)
+    assert popularity_prior(_interactions(spark), 0.0) is None  # weight 0: plain ALS scores
+
+
+def test_recommend_adds_the_item_prior_to_every_score(spark, blocks):
+    users, items = spark.createDataFrame(USERS, FACTORS), spark.createDataFrame(ITEMS, FACTORS)
+    prior = popularity_prior(_interactions(spark), 1.5)  # 10: 0, 20: 1.0397, 30: 2.0794, 40: 3.1192, 50: none
+    exclude = spark.createDataFrame([(1, [40])], "user_id int, exclude array<int>")
+    got = recommend(users, items, top_n=3, exclude=exclude, item_prior=prior)
+    expected = _recs(spark, [
+        # u1 = [1, 0]: 10 -> 3 + 0, 20 -> 2 + 1.0397, 30 -> 1 + 2.0794, 40 -> 0 + 3.1192 (excluded), 50 -> 2 + 0:
+        # the prior reverses u1's plain order (10, 20, 50, 30)
+        (1, 1, 30, 1 + 3.0 * LN2), (1, 2, 20, 2 + 1.5 * LN2), (1, 3, 10, 3.0),
+        # u2 = [0, 1]: 40 -> 3 + 3.1192 overtakes 50 -> 5 + 0; 30 -> 2 + 2.0794; 20 -> 1 + 1.0397; 10 -> 0
+        (2, 1, 40, 3 + 4.5 * LN2), (2, 2, 50, 5.0), (2, 3, 30, 2 + 3.0 * LN2),
+    ])
+    assert_approx_df_equality(got, expected, 1e-5, ignore_row_order=True, ignore_nullable=True)
 
 
 R = 1 / math.sqrt(2)  # cos 45 degrees

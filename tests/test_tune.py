@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import sys
 
 import pytest
 import yaml
 
 from als_spark import evaluate as E
-from als_spark import model
+from als_spark import feedback, model
 from als_spark import tune as T
 from als_spark.config import ALSConfig, Config, build_config, load_config
 from als_spark.errors import ConfigError
@@ -40,14 +41,16 @@ def _ratings():
 
 def test_grid_enumerates_exactly_the_product_in_key_order():
     spec = T.parse_spec({"tune": {"method": "grid", "space": {
-        "als.rank": [8, 16, 32], "als.reg_param": [0.1, 1], "ingest.confidence": ["rating", "binary"]}}})
+        "als.rank": [8, 16, 32], "als.reg_param": [0.1, 1], "ingest.confidence": ["rating", "binary"],
+        "recommend.popularity_weight": [0, 0.1]}}})
     expected = [
-        {"als.rank": r, "als.reg_param": p, "ingest.confidence": c}
-        for r, p, c in itertools.product([8, 16, 32], [0.1, 1.0], ["rating", "binary"])
+        {"als.rank": r, "als.reg_param": p, "ingest.confidence": c, "recommend.popularity_weight": w}
+        for r, p, c, w in itertools.product([8, 16, 32], [0.1, 1.0], ["rating", "binary"], [0.0, 0.1])
     ]
-    assert T.trials(spec) == expected  # 12 = 3 * 2 * 2, the last key varying fastest
-    # YAML's int 1 for a float key is stored as the configuration stores it.
+    assert T.trials(spec) == expected  # 24 = 3 * 2 * 2 * 2, the last key varying fastest
+    # YAML's int 1 (or 0) for a float key is stored as the configuration stores it.
     assert all(isinstance(t["als.reg_param"], float) for t in T.trials(spec))
+    assert all(isinstance(t["recommend.popularity_weight"], float) for t in T.trials(spec))
 
 
 def test_random_search_is_deterministic_by_seed_and_stays_in_the_space():
@@ -182,6 +185,43 @@ def test_repeats_average_the_metrics_over_consecutive_als_seeds():
     metrics = T._repeated(score, BASE, spec)  # BASE has als.seed 1
     assert seeds == [1, 2, 3]
     assert metrics == pytest.approx({**{m: 0.3 for m in E.METRIC_NAMES}, "users": 24, "objective_std": 0.1})
+
+
+# --- the popularity prior reaches the trial's scoring -------------------------------------------
+
+# Fit part: user 1 has items 1-4, user 2 items 1-3, user 3 items 1-2, user 4 item 1, so the
+# items' counts are 4, 3, 2, 1. Validation: users 2 and 3 hold out item 4, user 4 item 3. With
+# a weight of +-1000 the prior (1000 * ln(count), gaps >= 287) outweighs any dot product, so a
+# user's unseen items come in order of count: k = 2 lists
+#   +1000: u2 [4], u3 [3, 4], u4 [2, 3] -> hits at ranks 1, 2, 2
+#   -1000: u2 [4], u3 [4, 3], u4 [4, 3] -> hits at ranks 1, 1, 2
+# Each user has one relevant item: precision 1/2, recall 1 and a hit for all; NDCG 1 at rank 1 and
+# 1/log2(3) at rank 2; AP 1 at rank 1 and 1/2 at rank 2 (normalised by min(k, 1) = 1).
+NDCG2 = 1 / math.log2(3)
+PRIOR_FIT = [(1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 2), (2, 3), (3, 1), (3, 2), (4, 1)]
+PRIOR_VALIDATION = [(2, 4), (3, 4), (4, 3)]
+PRIOR_EXPECTED = {
+    1000.0: {"precision": 0.5, "recall": 1.0, "ndcg": (1 + 2 * NDCG2) / 3, "map": (1 + 0.5 + 0.5) / 3,
+             "hit_rate": 1.0, "coverage": 3 / 4, "users": 3},
+    -1000.0: {"precision": 0.5, "recall": 1.0, "ndcg": (2 + NDCG2) / 3, "map": (1 + 1 + 0.5) / 3,
+              "hit_rate": 1.0, "coverage": 2 / 4, "users": 3},
+}
+
+
+@pytest.mark.parametrize("weight", sorted(PRIOR_EXPECTED))
+def test_a_trial_scores_its_lists_with_its_popularity_weight(spark, weight):
+    fit = spark.createDataFrame([(u, i, 5.0) for u, i in PRIOR_FIT], "user_id int, item_id int, rating double")
+    validation = spark.createDataFrame(PRIOR_VALIDATION, "user_id int, item_id int")
+    data = T._Validation(
+        fit_ratings=fit, validation=validation, users=validation.select("user_id").distinct(),
+        exclude=feedback.items_per_user(fit), catalog_size=4, n_users=3,
+    )
+    cfg = T.trial_config(BASE, {"als.rank": 2, "recommend.popularity_weight": weight})
+    try:
+        metrics = T._fit_and_score(spark, data, cfg, k=2)
+    finally:
+        data.release()
+    assert metrics == pytest.approx(PRIOR_EXPECTED[weight])
 
 
 # --- one whole run on planted data ------------------------------------------------------------
