@@ -8,6 +8,7 @@ import pytest
 
 from als_spark import model
 from als_spark.config import ALSConfig
+from als_spark.errors import ConfigError
 
 INTERACTIONS = "user_id int, item_id int, rating double, confidence double"
 
@@ -60,6 +61,26 @@ def test_long_run_checkpoints_to_the_configured_dir(spark, interactions, tmp_pat
     # factors are keyed by the input ids, not by internal indexes
     assert got_users == [1, 2, 3, 4, 5, 6]
     assert got_items == [100, 101, 102, 200, 201, 202]
+
+
+def test_fit_that_would_checkpoint_without_a_checkpoint_dir_is_a_clear_error(spark, interactions, monkeypatch, tmp_path):
+    sc = spark.sparkContext
+    cfg = ALSConfig(rank=2, max_iter=11, checkpoint_interval=10)
+    # No directory at all (a fresh session).
+    monkeypatch.setattr(sc, "getCheckpointDir", lambda: None)
+    with pytest.raises(ConfigError, match=r"max_iter=11 checkpoints every 10 iterations, but the Spark session has no "
+                                          r"checkpoint directory: call model.fit inside `with model.checkpoint_dir"):
+        model.fit(interactions, cfg, num_blocks=2)
+    # Inside the temporary directory of a checkpoint_dir block that has ended (and removed it):
+    # Spark would recreate it and nothing would remove it again.
+    removed = tmp_path / "als-spark-ckpt-removed"
+    monkeypatch.setattr(model, "_REMOVED_TEMPORARIES", {str(removed)})
+    monkeypatch.setattr(sc, "getCheckpointDir", lambda: f"file:{removed}/0a1b2c3d-session")
+    with pytest.raises(ConfigError, match=r"its last one, .* was removed when its block ended"):
+        model.fit(interactions, cfg, num_blocks=2)
+    # A fit that never reaches a checkpoint (max_iter <= checkpoint_interval) needs none.
+    short = model.fit(interactions, ALSConfig(rank=2, max_iter=10, checkpoint_interval=10), num_blocks=2)
+    assert sorted(r.id for r in model.factors(short)[0].collect()) == [1, 2, 3, 4, 5, 6]
 
 
 def test_fit_is_deterministic_for_a_seed_and_block_count(spark, interactions):
