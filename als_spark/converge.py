@@ -177,9 +177,12 @@ def run_converge(
             focus_ids = [(f, C.resolve_focus(interactions, f)) for f in focus]
             test = None
             if holdout:
-                train, test_rows = evaluate.split_per_user_random(interactions, test_fraction=test_fraction, seed=split_seed)
-                data = keep(train.select(S.USER_ID, S.ITEM_ID, S.CONFIDENCE))
-                test = keep(test_rows.select(S.USER_ID, S.ITEM_ID))
+                # split_per_user_random's split, labelled once (one window computation); both sides filter it
+                labelled = keep(evaluate.labelled_split(interactions, split="random", test_fraction=test_fraction,
+                                                        seed=split_seed))
+                train, test_rows = evaluate._parts(labelled)
+                data = train.select(S.USER_ID, S.ITEM_ID, S.CONFIDENCE)
+                test = test_rows.select(S.USER_ID, S.ITEM_ID)
                 exclude = keep(feedback.items_per_user(data))
             else:
                 data = interactions

@@ -450,22 +450,27 @@ def search(
     plan = trials(spec)
     configs = [trial_config(base, params) for params in plan]
 
-    fit_part, validation = E.split_per_user_random(
-        train.select(S.USER_ID, S.ITEM_ID, S.RATING), test_fraction=validation_fraction, seed=validation_seed
-    )
-    fit_part = fit_part.cache()
-    validation = validation.select(S.USER_ID, S.ITEM_ID).cache()
+    # The split of split_per_user_random, labelled once and cached (one window computation);
+    # the fit and validation parts are filters of it.
+    labelled = E.labelled_split(
+        train.select(S.USER_ID, S.ITEM_ID, S.RATING), split="random", test_fraction=validation_fraction,
+        seed=validation_seed,
+    ).cache()
+    fit_part, validation = E._parts(labelled)
+    validation = validation.select(S.USER_ID, S.ITEM_ID)
     users = validation.select(S.USER_ID).distinct().cache()
     exclude = feedback.items_per_user(fit_part).cache()
     data = _Validation(
         fit_ratings=fit_part, validation=validation, users=users, exclude=exclude,
-        catalog_size=0, cached=[fit_part, validation, users, exclude],
+        catalog_size=0, cached=[labelled, users, exclude],
     )
     try:
-        fit_stats = fit_part.agg(F.count(F.lit(1)), F.countDistinct(S.ITEM_ID)).first()
-        val_stats = validation.agg(F.count(F.lit(1)), F.countDistinct(S.USER_ID)).first()
-        n_fit, data.catalog_size = int(fit_stats[0]), int(fit_stats[1])
-        n_validation, n_users = int(val_stats[0]), int(val_stats[1])
+        is_validation = F.col(E._IS_TEST)
+        stats = labelled.agg(
+            F.count(F.when(~is_validation, 1)), F.countDistinct(F.when(~is_validation, F.col(S.ITEM_ID))),
+            F.count(F.when(is_validation, 1)), F.countDistinct(F.when(is_validation, F.col(S.USER_ID))),
+        ).first()
+        n_fit, data.catalog_size, n_validation, n_users = (int(x) for x in stats)
         data.n_users = n_users
         if n_validation == 0:
             raise InputDataError(
