@@ -12,6 +12,7 @@ Exit codes (documented in the README):
 2    bad command line or configuration (:class:`ConfigError`)
 3    bad or missing input data (:class:`InputDataError`)
 4    a built-in dataset could not be fetched (:class:`DatasetError`)
+5    ``als-spark doctor`` found a problem with the environment
 ==== ==========================================================
 """
 
