@@ -166,6 +166,18 @@ def labelled_split(df: DataFrame, *, split: str, test_fraction: float = 0.25, se
     raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
 
 
+def split_counts(labelled: DataFrame) -> tuple[int, int, int, int]:
+    """``(train rows, test rows, test users, train items)`` of a :func:`labelled_split` frame, in one job."""
+    is_test = F.col(_IS_TEST)
+    row = labelled.agg(
+        F.count(F.when(~is_test, 1)),
+        F.count(F.when(is_test, 1)),
+        F.countDistinct(F.when(is_test, F.col(S.USER_ID))),
+        F.countDistinct(F.when(~is_test, F.col(S.ITEM_ID))),
+    ).first()
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
 def split_per_user_random(
     df: DataFrame, *, test_fraction: float = 0.25, seed: int = 42
 ) -> tuple[DataFrame, DataFrame]:
@@ -475,14 +487,7 @@ def run_evaluate(
                 labelled_split(interactions_with_ts, split=split, test_fraction=test_fraction, seed=seed)
                 .select(S.USER_ID, S.ITEM_ID, S.CONFIDENCE, *timed, _IS_TEST)
             )
-            is_test = F.col(_IS_TEST)
-            stats = labelled.agg(
-                F.count(F.when(~is_test, 1)).alias("train"),
-                F.count(F.when(is_test, 1)).alias("test"),
-                F.countDistinct(F.when(is_test, F.col(S.USER_ID))).alias("users"),
-                F.countDistinct(F.when(~is_test, F.col(S.ITEM_ID))).alias("items"),
-            ).first()
-            n_train, n_test, n_users, catalog_size = (int(stats[c]) for c in ("train", "test", "users", "items"))
+            n_train, n_test, n_users, catalog_size = split_counts(labelled)
             train_all, test_all = _parts(labelled)
             train = train_all.select(S.USER_ID, S.ITEM_ID, S.CONFIDENCE)
             test = test_all.select(S.USER_ID, S.ITEM_ID)

@@ -123,6 +123,11 @@ def remove_abandoned_checkpoints(directory: str | None = None, *, idle_seconds: 
     return removed
 
 
+def _removed_temporary(checkpoint: str) -> bool:
+    """Whether Spark's checkpoint directory lies in a temporary one :func:`checkpoint_dir` has removed."""
+    return any(checkpoint.removeprefix("file:").startswith(t + os.sep) for t in _REMOVED_TEMPORARIES)
+
+
 @contextlib.contextmanager
 def checkpoint_dir(spark: SparkSession, path: str | None = None) -> Iterator[str | None]:
     """Make sure ALS has a checkpoint directory while the block runs; yield it.
@@ -153,9 +158,7 @@ def checkpoint_dir(spark: SparkSession, path: str | None = None) -> Iterator[str
     existing = sc.getCheckpointDir()
     # A directory this function made for an earlier run in this session is gone: reusing it
     # would make Spark recreate it, and nothing would remove it again.
-    if path is None and existing and not any(
-        existing.removeprefix("file:").startswith(t + os.sep) for t in _REMOVED_TEMPORARIES
-    ):
+    if path is None and existing and not _removed_temporary(existing):
         yield existing
         return
     temporary = None
@@ -211,7 +214,7 @@ def fit(interactions: DataFrame, cfg: ALSConfig, *, num_blocks: int | None = Non
     spark = interactions.sparkSession
     if cfg.max_iter > cfg.checkpoint_interval and not is_connect(spark):
         current = spark.sparkContext.getCheckpointDir()
-        if not current or any(current.removeprefix("file:").startswith(t + os.sep) for t in _REMOVED_TEMPORARIES):
+        if not current or _removed_temporary(current):
             raise ConfigError(
                 f"ALS with max_iter={cfg.max_iter} checkpoints every {cfg.checkpoint_interval} iterations, but the "
                 "Spark session has no checkpoint directory"

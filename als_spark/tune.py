@@ -465,12 +465,7 @@ def search(
         catalog_size=0, cached=[labelled, users, exclude],
     )
     try:
-        is_validation = F.col(E._IS_TEST)
-        stats = labelled.agg(
-            F.count(F.when(~is_validation, 1)), F.countDistinct(F.when(~is_validation, F.col(S.ITEM_ID))),
-            F.count(F.when(is_validation, 1)), F.countDistinct(F.when(is_validation, F.col(S.USER_ID))),
-        ).first()
-        n_fit, data.catalog_size, n_validation, n_users = (int(x) for x in stats)
+        n_fit, n_validation, n_users, data.catalog_size = E.split_counts(labelled)
         data.n_users = n_users
         if n_validation == 0:
             raise InputDataError(
