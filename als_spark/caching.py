@@ -1,6 +1,6 @@
 """Cached DataFrames that live exactly as long as one run.
 
-Every pipeline command runs inside :func:`scope` (``pipeline.running`` opens
+Every pipeline command runs inside :func:`scope` (``runlog.running`` opens
 one); :func:`cache` caches a DataFrame and, inside a scope, registers it, and
 the scope unpersists everything it registered when it ends, whether the run
 succeeded or failed.

@@ -13,7 +13,7 @@ import difflib
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeGuard
 
 import yaml
 
@@ -95,19 +95,21 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
+    """An ``int`` that is not a ``bool`` (YAML's ``true`` is not a number here)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """An ``int`` or ``float`` that is not a ``bool``."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _positive_int(value: Any) -> str | None:
-    return None if _is_int(value) and value > 0 else "must be a positive integer"
+    return None if is_int(value) and value > 0 else "must be a positive integer"
 
 
-def _choice(options: tuple[str, ...]):
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         return None if value in options else "must be one of " + ", ".join(options)
 
@@ -115,33 +117,33 @@ def _choice(options: tuple[str, ...]):
 
 
 def _non_negative_number(value: Any) -> str | None:
-    return None if _is_number(value) and value >= 0 else "must be a number >= 0"
+    return None if is_number(value) and value >= 0 else "must be a number >= 0"
 
 
 _VALIDATORS: dict[str, Any] = {
-    "ingest.min_rating": lambda v: None if _is_number(v) else "must be a number",
+    "ingest.min_rating": lambda v: None if is_number(v) else "must be a number",
     "ingest.confidence": _choice(CONFIDENCE_MODES),
     "ingest.format": _choice(INPUT_FORMATS),
-    "ingest.rating_min": lambda v: None if _is_number(v) else "must be a number",
-    "ingest.rating_max": lambda v: None if _is_number(v) else "must be a number",
-    "ingest.max_rejected_fraction": lambda v: None if _is_number(v) and 0 <= v <= 1 else "must be a number from 0 to 1",
+    "ingest.rating_min": lambda v: None if is_number(v) else "must be a number",
+    "ingest.rating_max": lambda v: None if is_number(v) else "must be a number",
+    "ingest.max_rejected_fraction": lambda v: None if is_number(v) and 0 <= v <= 1 else "must be a number from 0 to 1",
     "als.rank": _positive_int,
     "als.max_iter": _positive_int,
     "als.reg_param": _non_negative_number,
     "als.alpha": _non_negative_number,
-    "als.seed": lambda v: None if _is_int(v) else "must be an integer",
+    "als.seed": lambda v: None if is_int(v) else "must be an integer",
     "als.num_blocks": lambda v: None if v is None else _positive_int(v),
     "als.checkpoint_interval": _positive_int,
     "als.checkpoint_dir": lambda v: None if v is None or (isinstance(v, str) and v) else "must be a path",
     "recommend.top_n": _positive_int,
     "recommend.exclude": _choice(EXCLUDE_MODES),
-    "recommend.popularity_weight": lambda v: None if _is_number(v) and math.isfinite(v) else "must be a number",
+    "recommend.popularity_weight": lambda v: None if is_number(v) and math.isfinite(v) else "must be a number",
     "similar.top_k": _positive_int,
 }
 
 
 def _sections() -> dict[str, type]:
-    return {f.name: f.default_factory().__class__ for f in dataclasses.fields(Config)}  # type: ignore[misc]
+    return {f.name: f.default_factory().__class__ for f in dataclasses.fields(Config)}  # type: ignore[operator]
 
 
 def _unknown(kind: str, name: str, known: list[str]) -> ConfigError:
@@ -199,7 +201,7 @@ def build_config(tree: Mapping[str, Any] | None = None, overrides: list[str] | t
         defaults = dataclasses.asdict(cls())
         merged = {**defaults, **values[section]}
         for key, value in merged.items():
-            if isinstance(defaults[key], float) and _is_int(value):
+            if isinstance(defaults[key], float) and is_int(value):
                 value = merged[key] = float(value)  # YAML reads "4" as an int
             problem = _VALIDATORS[f"{section}.{key}"](value)
             if problem:

@@ -12,7 +12,7 @@ Exit codes (documented in the README):
 2    bad command line or configuration (:class:`ConfigError`)
 3    bad or missing input data (:class:`InputDataError`)
 4    a built-in dataset could not be fetched (:class:`DatasetError`)
-5    ``als-spark doctor`` found a problem with the environment
+5    no usable Java (:class:`JavaNotFoundError`), or ``als-spark doctor`` found a problem
 ==== ==========================================================
 """
 
@@ -41,3 +41,9 @@ class DatasetError(AlsSparkError):
     """A built-in dataset could not be downloaded, verified or cached."""
 
     exit_code = 4
+
+
+class JavaNotFoundError(AlsSparkError):
+    """No Java that can run the installed Spark, where this process has to start the JVM."""
+
+    exit_code = 5

@@ -19,11 +19,21 @@ from __future__ import annotations
 import logging
 import posixpath
 from dataclasses import dataclass
+from typing import Mapping
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    DataType,
+    IntegerType,
+    IntegralType,
+    NumericType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from als_spark import caching
 from als_spark import schema as S
@@ -123,16 +133,21 @@ def parse_lines(lines: DataFrame, fmt: str, *, rating_range: tuple[float, float]
         (~rating.between(low, high), f"rating outside [{low:g}, {high:g}]"),
         (timestamp.isNull(), "timestamp is not an integer"),
     ]
-    reason = F.when(checks[0][0], F.lit(checks[0][1]))
-    for condition, text in checks[1:]:
-        reason = reason.when(condition, F.lit(text))
     return df.select(
         "line",
-        reason.alias("reason"),
+        first_reason(checks).alias("reason"),
         *[F.when(ids[n].between(*_INT32), ids[n].cast("int")).alias(n) for n in (S.USER_ID, S.ITEM_ID)],
         rating.alias(S.RATING),
         timestamp.alias(S.TIMESTAMP),
     )
+
+
+def first_reason(checks: list[tuple[Column, str]]) -> Column:
+    """The text of the first of ``checks`` (condition, reason) that holds, NULL when none does."""
+    reason = F.when(checks[0][0], F.lit(checks[0][1]))
+    for condition, text in checks[1:]:
+        reason = reason.when(condition, F.lit(text))
+    return reason
 
 
 def read_ratings(
@@ -161,21 +176,33 @@ def read_ratings(
         fmt = detected
         log.info("detected input format %s for %s", fmt, path)
 
-    parsed = caching.cache(parse_lines(spark.read.text(path), fmt, rating_range=rating_range))
+    parsed = parse_lines(spark.read.text(path), fmt, rating_range=rating_range)
+    return validated(parsed, path, fmt, hint="Check the delimiter and columns, or pass --format.")
+
+
+def validated(parsed: DataFrame, source: str, fmt: str, *, hint: str) -> Ratings:
+    """:class:`Ratings` from parsed rows (``line, reason, user_id, item_id, rating, timestamp``).
+
+    Counts the rows read and rejected, raises :class:`InputDataError` when there are none or none
+    is valid (the message names ``source``, the most common reasons and ``hint``), and keeps the
+    latest rating of each (user, item) pair.
+    """
+    parsed = caching.cache(parsed)
     counts = parsed.agg(
         F.count(F.lit(1)).alias("read"), F.count("reason").alias("rejected")
     ).first()
+    assert counts is not None  # a global aggregate has one row
     rows_read, rows_rejected = int(counts["read"]), int(counts["rejected"])
     rejected = parsed.where(F.col("reason").isNotNull()).select("line", "reason")
     if rows_read == 0:
-        raise InputDataError(f"input is empty: {path} has no rating rows.")
+        raise InputDataError(f"input is empty: {source} has no rating rows.")
     if rows_read == rows_rejected:
         raise InputDataError(
-            f"no valid rating row in {path} ({rows_read} lines read as format {fmt}, all rejected; "
-            f"{_reasons(rejected)}). Check the delimiter and columns, or pass --format."
+            f"no valid rating row in {source} ({rows_read} lines read as format {fmt}, all rejected; "
+            f"{_reasons(rejected)}). {hint}"
         )
     if rows_rejected:
-        log.warning("rejected %d of %d input lines", rows_rejected, rows_read)
+        log.warning("rejected %d of %d input %s", rows_rejected, rows_read, "rows" if fmt == "dataframe" else "lines")
 
     valid = parsed.where(F.col("reason").isNull()).select(S.USER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP)
     deduped = caching.cache(deduplicate_latest(valid))
@@ -187,6 +214,80 @@ def read_ratings(
         df=deduped, rejected=rejected, rows_read=rows_read, rows_rejected=rows_rejected,
         duplicates_dropped=duplicates, rows=rows, fmt=fmt,
     )
+
+
+#: The roles of ``columns=`` (and, later, ``ingest.columns``) and the source column each defaults to.
+COLUMN_DEFAULTS = {"user": S.USER_ID, "item": S.ITEM_ID, "rating": S.RATING, "timestamp": S.TIMESTAMP}
+
+
+def read_dataframe(
+    df: DataFrame, *, columns: Mapping[str, str] | None = None, rating_range: tuple[float, float] = (0.5, 5.0)
+) -> Ratings:
+    """Validate a DataFrame a caller already has into ``user_id, item_id, rating, timestamp``.
+
+    ``columns`` maps the roles ``user``, ``item``, ``rating`` and ``timestamp`` to the
+    DataFrame's column names (defaults: our own names, :data:`COLUMN_DEFAULTS`). Ids must be
+    integer columns within the 32-bit range, the rating a numeric column; the timestamp
+    (optional unless named) an integer (seconds) or a timestamp column. Rows are checked as
+    lines of a file are: a missing id or rating, an id outside the 32-bit range, a rating that
+    is not finite or outside ``rating_range`` are rejected with their reason, the row rendered
+    as JSON in ``line``. A missing column or a column of the wrong type is an
+    :class:`InputDataError` naming it and the columns the DataFrame has.
+    """
+    unknown = sorted(set(columns or {}) - set(COLUMN_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown column role(s) {', '.join(unknown)}; the roles are {', '.join(COLUMN_DEFAULTS)}")
+    names = {**COLUMN_DEFAULTS, **(columns or {})}
+    types = dict(df.dtypes)
+    has_timestamp = names["timestamp"] in types
+    if not has_timestamp and columns and "timestamp" in columns:
+        raise _no_column("timestamp", names["timestamp"], df)
+    for role in ("user", "item", "rating"):
+        if names[role] not in types:
+            raise _no_column(role, names[role], df)
+    fields = {f.name: f.dataType for f in df.schema.fields}
+    for role in ("user", "item"):
+        if not isinstance(fields[names[role]], IntegralType):
+            raise _wrong_type(role, names[role], fields[names[role]], "an integer type (int or bigint)")
+    if not isinstance(fields[names["rating"]], NumericType):
+        raise _wrong_type("rating", names["rating"], fields[names["rating"]], "a numeric type")
+    if has_timestamp and not isinstance(fields[names["timestamp"]], (IntegralType, TimestampType)):
+        raise _wrong_type("timestamp", names["timestamp"], fields[names["timestamp"]], "an integer (seconds) or a timestamp")
+
+    low, high = rating_range
+    user, item = F.col(names["user"]).cast("long"), F.col(names["item"]).cast("long")
+    rating = F.col(names["rating"]).cast("double")
+    timestamp = F.col(names["timestamp"]).cast("long") if has_timestamp else F.lit(None).cast("long")
+    used = [names[r] for r in ("user", "item", "rating", "timestamp") if r != "timestamp" or has_timestamp]
+    checks: list[tuple[Column, str]] = [
+        (user.isNull(), f"missing {S.USER_ID}"),
+        (item.isNull(), f"missing {S.ITEM_ID}"),
+        (rating.isNull(), f"missing {S.RATING}"),
+        (~user.between(*_INT32), f"{S.USER_ID} outside the 32-bit integer range"),
+        (~item.between(*_INT32), f"{S.ITEM_ID} outside the 32-bit integer range"),
+        (F.isnan(rating) | rating.isin(float("inf"), float("-inf")), "rating is not finite"),
+        (~rating.between(low, high), f"rating outside [{low:g}, {high:g}]"),
+    ]
+    parsed = df.select(
+        F.to_json(F.struct(*[F.col(c) for c in used])).alias("line"),
+        first_reason(checks).alias("reason"),
+        F.when(user.between(*_INT32), user.cast("int")).alias(S.USER_ID),
+        F.when(item.between(*_INT32), item.cast("int")).alias(S.ITEM_ID),
+        rating.alias(S.RATING),
+        timestamp.alias(S.TIMESTAMP),
+    )
+    return validated(parsed, "the DataFrame", "dataframe", hint="Check the column mapping (columns=...).")
+
+
+def _no_column(role: str, name: str, df: DataFrame) -> InputDataError:
+    return InputDataError(
+        f"the input has no column {name!r} for the {role} (columns={{'{role}': ...}} maps it); "
+        f"its columns are: {', '.join(df.columns) or 'none'}"
+    )
+
+
+def _wrong_type(role: str, name: str, found: DataType, wanted: str) -> InputDataError:
+    return InputDataError(f"column {name!r} (the {role}) is {found.simpleString()}; it must be {wanted}")
 
 
 def _reasons(rejected: DataFrame, n: int = 3) -> str:
@@ -202,10 +303,11 @@ def _reasons(rejected: DataFrame, n: int = 3) -> str:
 
 
 def check_rejected(ratings: Ratings, max_fraction: float, path: str) -> None:
-    """Raise :class:`InputDataError` when more than ``max_fraction`` of the lines were rejected."""
+    """Raise :class:`InputDataError` when more than ``max_fraction`` of the rows were rejected."""
     if ratings.rows_read and ratings.rows_rejected / ratings.rows_read > max_fraction:
+        unit = "rows" if ratings.fmt == "dataframe" else "lines"
         raise InputDataError(
-            f"{ratings.rows_rejected} of {ratings.rows_read} lines of {path} "
+            f"{ratings.rows_rejected} of {ratings.rows_read} {unit} of {path} "
             f"({ratings.rows_rejected / ratings.rows_read:.1%}) were rejected, more than "
             f"ingest.max_rejected_fraction = {max_fraction:g}: {_reasons(ratings.rejected)}. "
             "Nothing was published. Fix the input, force the right --format, or raise the limit with "

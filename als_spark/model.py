@@ -16,6 +16,7 @@ import contextlib
 import glob
 import logging
 import os
+import posixpath
 import re
 import shutil
 import tempfile
@@ -62,8 +63,9 @@ def parallelism(spark: SparkSession) -> int:
     key = str(getattr(spark, "session_id", id(spark)))
     if key not in _CONNECT_PARALLELISM:
         try:
-            last = spark.range(0, 1 << 16).select(F.spark_partition_id().alias("p")).agg(F.max("p")).first()[0]
-            _CONNECT_PARALLELISM[key] = max(1, int(last) + 1)
+            row = spark.range(0, 1 << 16).select(F.spark_partition_id().alias("p")).agg(F.max("p")).first()
+            assert row is not None  # a global aggregate has one row
+            _CONNECT_PARALLELISM[key] = max(1, int(row[0]) + 1)
         except Exception as exc:  # noqa: BLE001 - a guess is better than failing the run
             log.warning("could not measure the Spark Connect parallelism (%s); assuming 2", exc)
             _CONNECT_PARALLELISM[key] = 2
@@ -74,7 +76,8 @@ def parallelism(spark: SparkSession) -> int:
 TEMPORARY_PREFIX = "als-spark-checkpoints-"
 #: A temporary checkpoint directory untouched this long whose driver is gone is abandoned.
 ABANDONED_AFTER_SECONDS = 3600.0
-#: The temporary checkpoint directories this process made and removed again.
+#: The temporary checkpoint directories this process made, and those it removed again.
+_MADE_TEMPORARIES: set[str] = set()
 _REMOVED_TEMPORARIES: set[str] = set()
 
 
@@ -123,9 +126,13 @@ def remove_abandoned_checkpoints(directory: str | None = None, *, idle_seconds: 
     return removed
 
 
+def _in(checkpoint: str, directories: set[str]) -> bool:
+    return any(checkpoint.removeprefix("file:").startswith(t + os.sep) for t in directories)
+
+
 def _removed_temporary(checkpoint: str) -> bool:
     """Whether Spark's checkpoint directory lies in a temporary one :func:`checkpoint_dir` has removed."""
-    return any(checkpoint.removeprefix("file:").startswith(t + os.sep) for t in _REMOVED_TEMPORARIES)
+    return _in(checkpoint, _REMOVED_TEMPORARIES)
 
 
 @contextlib.contextmanager
@@ -156,29 +163,37 @@ def checkpoint_dir(spark: SparkSession, path: str | None = None) -> Iterator[str
         return
     sc = spark.sparkContext
     existing = sc.getCheckpointDir()
-    # A directory this function made for an earlier run in this session is gone: reusing it
-    # would make Spark recreate it, and nothing would remove it again.
-    if path is None and existing and not _removed_temporary(existing):
+    # A temporary directory this function made for another block is never reused: it is removed
+    # when that block ends (a fitted Recommender keeps its own until it is closed), and a removed
+    # one would be recreated by Spark with nothing left to remove it.
+    if path is None and existing and not _in(existing, _MADE_TEMPORARIES):
         yield existing
         return
     temporary = None
     if path is None:
         remove_abandoned_checkpoints()
         temporary = tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-")
-        if not sc.master.startswith("local"):
+        _MADE_TEMPORARIES.add(temporary)
+        if not (sc.master or "").startswith("local"):
             log.warning(
                 "checkpointing to %s on the driver's local disk; on a multi-node cluster set "
                 "als.checkpoint_dir to shared storage (HDFS, S3, DBFS)",
                 temporary,
             )
-    sc.setCheckpointDir(path or temporary)  # Spark adds a unique subdirectory
+    target = path or temporary
+    assert target is not None
+    sc.setCheckpointDir(target)  # Spark adds a unique subdirectory
     try:
         yield sc.getCheckpointDir()
     finally:
         if temporary:
-            # The context keeps pointing here (Spark cannot unset it); the next call makes a new one.
             shutil.rmtree(temporary, ignore_errors=True)
             _REMOVED_TEMPORARIES.add(temporary)
+            # Spark cannot unset a checkpoint directory: point it back at the one an enclosing block
+            # (or a fitted Recommender) still uses, under a new subdirectory; else it keeps pointing
+            # at the removed one, which model.fit refuses and the next block replaces.
+            if existing and not _removed_temporary(existing):
+                sc.setCheckpointDir(posixpath.dirname(existing.rstrip("/")))
 
 
 def build_als(cfg: ALSConfig, *, num_blocks: int) -> ALS:

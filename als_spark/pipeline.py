@@ -3,126 +3,50 @@
 This is the edge where paths are read and tables written; everything between is
 ``DataFrame -> DataFrame`` library code. The CLI, ``jobs/*.py`` (spark-submit),
 the Databricks job and notebooks all call these functions, so they run the same
-code. Each stage records its counts and timings in ``run.json``.
+code; the analysis commands' jobs are in :mod:`als_spark.analysis.jobs`. Each stage records its counts and timings in ``run.json``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import logging
 import os
-import uuid
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from als_spark import caching, feedback, ingest, model, publish, runinfo, session
 from als_spark import schema as S
 from als_spark.config import Config
 from als_spark.errors import InputDataError
 from als_spark.recommend import popularity_prior, recommend
+from als_spark.runlog import RunLog, running
 from als_spark.similarity import similar_items, similar_users
 from als_spark.titles import with_title
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger(__name__)
+
 
 DATASETS = ("synthetic", "ml-100k")
 
 
 @dataclass(frozen=True)
 class Source:
-    """Where the ratings come from: a file (``path``) or a built-in ``dataset``."""
+    """Where the ratings come from: a file (``path``), a built-in ``dataset`` or a caller's ``dataframe``."""
 
     path: str | None = None
     dataset: str | None = None
     items: str | None = None  #: item file with titles; default: the one beside ``path``
     synthetic_seed: int = 42
     synthetic_ratings: int = 100_000  #: size of ``dataset="synthetic"`` (MovieLens-shaped users and items)
-
-
-class RunLog:
-    """One command's run: stages its tables, then publishes them and ``run.json`` together.
-
-    Use :func:`running`; stage functions call :meth:`write_table` and add to
-    ``counts``, ``input``, ``spark`` and ``timer``.
-    """
-
-    def __init__(self, spark: SparkSession, output: str, command: str, config: Config) -> None:
-        self.spark, self.output, self.command, self.config = spark, output, command, config
-        self.run_id = uuid.uuid4().hex
-        self.started_at = _now()
-        self.input: dict[str, Any] = {}
-        self.counts: dict[str, Any] = {}
-        self.outputs: dict[str, str] = {}
-        self.details: dict[str, Any] = {}
-        quick = session.jvm_quick_jit(spark)
-        if quick is not None:
-            self.details["quick_jit"] = quick
-        self.timer = runinfo.Timer()
-        self.publisher = publish.Publisher(spark, output, self.run_id)
-        self.result: dict[str, Any] = {}
-
-    def write_table(self, df: DataFrame, name: str) -> None:
-        """Stage ``df`` as table ``name``; it is published when the run succeeds."""
-        self.outputs[name] = self.publisher.write_table(df, name)
-
-    def stage_path(self, name: str) -> str:
-        """A staging path for a directory written by another writer (the ALS model)."""
-        self.outputs[name] = publish.table_path(self.output, name)
-        return self.publisher.path(name)
-
-    def finish(self) -> dict[str, Any]:
-        """Publish every staged table, then write ``run.json`` (last, so it names what was published)."""
-        with self.timer.stage("publish"):
-            rows = self.publisher.publish()
-        self.counts.update({name: n for name, n in rows.items() if name in PUBLISHED_COUNTS})
-        # Stage commands (ingest, train, ...) add to the run.json of the stages before them.
-        previous = publish.read_json(self.output, "run.json") or {}
-        staged = self.command != "run" and previous.get("command") != "run"
-        merge = (lambda key, new: {**previous.get(key, {}), **new}) if staged else (lambda key, new: new)
-        published = {name: {"path": self.outputs[name], "rows": n} for name, n in rows.items()}
-        self.result = {
-            "command": self.command,
-            "run_id": self.run_id,
-            "status": "succeeded",
-            "started_at": self.started_at,
-            "finished_at": _now(),
-            "input": merge("input", self.input),
-            "config": self.config.to_dict(),
-            "counts": merge("counts", self.counts),
-            "timings_seconds": merge("timings_seconds", self.timer.seconds),
-            "outputs": merge("outputs", self.outputs),
-            "published": merge("published", published),
-            "spark": merge("spark", {"master": session.describe(self.spark), **self.details}),
-            "versions": runinfo.versions(self.spark),
-        }
-        self.publisher.write_file("run.json", publish.to_json(self.result))
-        return self.result
-
-
-#: Published tables whose row counts also go into ``run.json`` ``counts``.
-PUBLISHED_COUNTS = ("recommendations", "similar_items", "similar_users")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-@contextlib.contextmanager
-def running(spark: SparkSession, output: str, command: str, config: Config) -> Iterator[RunLog]:
-    """A run that publishes its tables if the block succeeds and publishes nothing if it fails."""
-    runlog = RunLog(spark, output, command, config)
-    # Every DataFrame cached during the run is released when it ends (see als_spark.caching).
-    with caching.scope():
-        try:
-            yield runlog
-        except BaseException:
-            runlog.publisher.abort()
-            raise
-        runlog.finish()
+    dataframe: DataFrame | None = None  #: ratings a caller already has (:func:`als_spark.api.run`)
+    columns: Mapping[str, str] | None = None  #: role -> column of ``dataframe`` (:func:`~als_spark.ingest.read_dataframe`)
+    items_frame: DataFrame | None = None  #: ``item_id, title`` for ``dataframe``
 
 
 @dataclass
@@ -134,7 +58,7 @@ class Ingested:
     summary: DataFrame
 
 
-def _load_ratings(
+def load_ratings(
     spark: SparkSession, source: Source, cfg: Config, runlog: RunLog, *, with_items: bool = True
 ) -> tuple[ingest.Ratings, DataFrame | None]:
     """The validated ratings and, with ``with_items``, the item titles (``None`` when there is no item file).
@@ -146,9 +70,9 @@ def _load_ratings(
         from als_spark import synthetic
 
         data = synthetic.generate_for_size(source.synthetic_ratings, seed=source.synthetic_seed)
-        df = caching.cache(spark.createDataFrame(data.ratings.astype({S.RATING: "float64"}), schema=S.RATINGS))
+        df = caching.cache(driver_frame(spark, runlog, data.ratings.astype({S.RATING: "float64"}), S.RATINGS, "ratings"))
         n = df.count()
-        items = spark.createDataFrame(data.items, schema=S.ITEMS)
+        items: DataFrame | None = driver_frame(spark, runlog, data.items, S.ITEMS, "items")
         runlog.input.update(
             {"dataset": "synthetic", "seed": source.synthetic_seed, "ratings": source.synthetic_ratings, "format": "synthetic"}
         )
@@ -156,6 +80,17 @@ def _load_ratings(
         ratings = ingest.Ratings(
             df=df, rejected=rejected, rows_read=n, rows_rejected=0, duplicates_dropped=0, rows=n, fmt="synthetic"
         )
+        return ratings, items
+
+    if source.dataframe is not None:
+        ratings = ingest.read_dataframe(
+            source.dataframe, columns=source.columns, rating_range=(cfg.ingest.rating_min, cfg.ingest.rating_max)
+        )
+        ingest.check_rejected(ratings, cfg.ingest.max_rejected_fraction, "the DataFrame")
+        runlog.input.update({"format": ratings.fmt, "columns": dict(source.columns or {})})
+        items = None
+        if with_items and source.items_frame is not None:
+            items = caching.cache(publish.conform(source.items_frame, S.ITEMS))
         return ratings, items
 
     path = source.path
@@ -193,10 +128,28 @@ def _load_ratings(
     return ratings, items
 
 
+def driver_frame(spark: SparkSession, runlog: RunLog, frame: pd.DataFrame, schema: StructType, name: str) -> DataFrame:
+    """A pandas frame made on the driver as a Spark DataFrame of ``schema``.
+
+    In local mode it goes through a Parquet file in the run's scratch directory: ``createDataFrame``
+    ships the rows inside the tasks, and Spark warns "contains a task of very large size" at every
+    stage that reads them. Elsewhere (a cluster, Spark Connect) the scratch directory is not
+    visible to the executors, and ``createDataFrame`` is used.
+    """
+    if not session.describe(spark).startswith("local"):
+        return spark.createDataFrame(frame, schema=schema)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = os.path.join(runlog.scratch(), f"{name}.parquet")
+    pq.write_table(pa.Table.from_pandas(frame[schema.fieldNames()], preserve_index=False), path)
+    return spark.read.parquet(path).select(*[F.col(f.name).cast(f.dataType) for f in schema.fields])
+
+
 def run_ingest(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog) -> Ingested:
     """Read and validate the ratings, derive the interactions and the summary."""
     with runlog.timer.stage("ingest"):
-        ratings, items = _load_ratings(spark, source, cfg, runlog)
+        ratings, items = load_ratings(spark, source, cfg, runlog)
         interactions = caching.cache(feedback.to_interactions(ratings.df, cfg.ingest))
         summary = caching.cache(feedback.dataset_summary(interactions))
         row = summary.first()
@@ -208,6 +161,7 @@ def run_ingest(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog)
         n_interactions = interactions.count()
         # interactions are a subset of ratings: what is rated but absent had no rating >= min_rating
         rated = ratings.df.agg(F.count_distinct(S.USER_ID), F.count_distinct(S.ITEM_ID)).first()
+        assert rated is not None  # a global aggregate has one row
         users_dropped = rated[0] - row["total_users"]
         items_dropped = rated[1] - row["total_items"]
     runlog.counts.update(
@@ -384,212 +338,23 @@ def stage_similar(spark: SparkSession, cfg: Config, output: str) -> dict[str, An
     return runlog.result
 
 
-def metrics_markdown(rows: list[dict[str, Any]]) -> str:
-    """The metrics rows as a Markdown table (what ``metrics.md`` holds)."""
-    from als_spark.evaluate import METRIC_NAMES
-
-    k = rows[0]["k"] if rows else "k"
-    head = ["model", *[f"{m}@{k}" if m not in ("coverage",) else m for m in METRIC_NAMES], "users"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        lines.append("| " + " | ".join([row["model"], *[f"{row[m]:.4f}" for m in METRIC_NAMES], str(row["users"])]) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def stage_evaluate(
-    spark: SparkSession, source: Source, cfg: Config, output: str, *, k: int, test_fraction: float, split: str, seed: int,
-    exclude: str = "train",
-) -> dict[str, Any]:
-    """Hold-out evaluation of ``cfg`` against the baselines; writes ``metrics`` and ``metrics.md``."""
-    from als_spark import evaluate
-
-    with running(spark, output, "evaluate", cfg) as runlog:
-        with runlog.timer.stage("ingest"):
-            ratings, _ = _load_ratings(spark, source, cfg, runlog, with_items=False)
-            interactions = evaluate.interactions_with_timestamp(ratings.df, cfg.ingest)
-        metrics, rows = evaluate.run_evaluate(
-            spark, interactions, cfg, k=k, test_fraction=test_fraction, split=split, seed=seed,
-            exclude=exclude, rated=ratings.df, timer=runlog.timer,
-        )
-        runlog.write_table(metrics, "metrics")
-        runlog.counts.update(
-            {"rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected, "evaluated_users": rows[0]["users"]}
-        )
-        runlog.input["evaluation"] = {"k": k, "test_fraction": test_fraction, "split": split, "seed": seed, "exclude": exclude}
-        runlog.outputs["metrics.md"] = runlog.publisher.stage_file("metrics.md", metrics_markdown(rows))
-    return {**runlog.result, "metrics": rows}
-
-
-def stage_tune(
-    spark: SparkSession,
-    source: Source,
-    cfg: Config,
-    output: str,
-    *,
-    spec: Any,
-    k: int,
-    test_fraction: float,
-    seed: int,
-    compare: dict[str, Config],
-    evaluate_test: bool = True,
-) -> dict[str, Any]:
-    """Hyper-parameter search (:func:`als_spark.tune.run_tune`) with ``cfg`` as the base; adds ``run.json``."""
-    from als_spark import tune
-
-    with running(spark, output, "tune", cfg) as runlog:
-        with runlog.timer.stage("ingest"):
-            ratings, _ = _load_ratings(spark, source, cfg, runlog, with_items=False)
-        result = tune.run_tune(
-            spark, ratings.df, cfg, output, spec=spec, k=k, test_fraction=test_fraction, seed=seed,
-            compare=compare, evaluate_test=evaluate_test, timer=runlog.timer,
-        )
-        runlog.outputs.update(result.outputs)
-        runlog.counts.update({
-            "rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected,
-            "trials": len(result.trials), "trials_stopped": result.summary["stopped"],
-        })
-        runlog.input["tune"] = {
-            "spec": spec.to_dict(), "k": k, "test_fraction": test_fraction, "seed": seed, "compare": sorted(compare),
-        }
-    return {**runlog.result, "metric": spec.metric, "best": result.summary["best"], "test_metrics": result.test_metrics}
-
-
-def _stage_report(runlog: RunLog, stem: str, report: str, summary: dict[str, Any], png: bytes | None) -> None:
-    """Stage ``<stem>.md``, ``<stem>.json`` and ``<stem>.png`` with the run's tables."""
-    runlog.outputs[f"{stem}.md"] = runlog.publisher.stage_file(f"{stem}.md", report)
-    runlog.outputs[f"{stem}.json"] = runlog.publisher.stage_file(f"{stem}.json", publish.to_json(summary))
-    _stage_png(runlog, f"{stem}.png", png)
-
-
-def _stage_png(runlog: RunLog, name: str, png: bytes | None) -> None:
-    """Stage a PNG with the run's tables (local outputs only; skipped with a warning elsewhere)."""
-    if png is None:
-        return
-    if publish.local_path(runlog.publisher.staging) is None:
-        log.warning("%s is written to local outputs only; %s is remote", name, runlog.output)
-        return
-    local = publish.local_path(runlog.publisher.path(name))
-    assert local is not None
-    os.makedirs(os.path.dirname(local), exist_ok=True)
-    with open(local, "wb") as fh:
-        fh.write(png)
-    runlog.outputs[name] = publish.table_path(runlog.output, name)
-
-
-def stage_compare(
-    spark: SparkSession,
-    source: Source,
-    cfg_a: Config,
-    cfg_b: Config,
-    output: str,
-    *,
-    names: tuple[str, str] = ("A", "B"),
-    seeds: int = 3,
-    k: int = 5,
-    top_n: int = 10,
-    focus: Sequence[Any] = (),
-    holdout: bool = True,
-    test_fraction: float = 0.25,
-    split_seed: int = 42,
-    alpha: float = 0.05,
-    progress_interval: float = 30.0,
-) -> dict[str, Any]:
-    """A against B beyond seed noise (:func:`als_spark.compare.run_compare`).
-
-    Publishes ``agreement`` (per table and user / item), ``agreement_pairs``,
-    ``compare.md``, ``compare.json`` and ``compare.png`` together, then
-    ``run.json`` (its ``config`` is A's; ``input.compare`` holds both).
-    """
-    from als_spark import compare
-
-    with running(spark, output, "compare", cfg_a) as runlog:
-        with runlog.timer.stage("ingest"):
-            ratings, _ = _load_ratings(spark, source, cfg_a, runlog, with_items=False)
-        result = compare.run_compare(
-            spark, ratings.df, cfg_a, cfg_b, seeds=seeds, k=k, top_n=top_n, focus=focus, holdout=holdout,
-            test_fraction=test_fraction, split_seed=split_seed, alpha=alpha, names=names,
-            progress_interval=progress_interval, timer=runlog.timer,
-        )
-        runlog.write_table(result.agreement, "agreement")
-        runlog.write_table(result.pairs, "agreement_pairs")
-        _stage_report(runlog, "compare", result.report, result.summary, result.png)
-        data = result.summary["data"]
-        runlog.counts.update({
-            "rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected,
-            "interactions": data["interactions"], "users": data["users"], "items": data["items"],
-            "fits": len(result.summary["runs"]),
-        })
-        runlog.input["compare"] = {
-            "names": list(names), "config_a": cfg_a.to_dict(), "config_b": cfg_b.to_dict(),
-            "seeds": result.summary["seeds"], "k": k, "top_n": top_n, "alpha": alpha, "holdout": holdout,
-            "test_fraction": test_fraction, "split_seed": split_seed, "focus": [f.describe() for f in focus],
-            "verdicts": result.verdicts,
-        }
-    return {**runlog.result, "report": result.report, "verdicts": result.verdicts}
-
-
-def stage_converge(
-    spark: SparkSession,
-    source: Source,
-    cfg: Config,
-    output: str,
-    *,
-    iterations: Sequence[int],
-    k: int = 5,
-    top_n: int = 10,
-    focus: Sequence[Any] = (),
-    holdout: bool = True,
-    test_fraction: float = 0.25,
-    split_seed: int = 42,
-    seed_reference: bool = True,
-    progress_interval: float = 30.0,
-) -> dict[str, Any]:
-    """``cfg`` at several iteration counts (:func:`als_spark.converge.run_converge`).
-
-    Publishes ``converge_steps``, ``converge_fits``, ``converge.md``,
-    ``converge.json`` and ``converge.png`` together, then ``run.json``.
-    """
-    from als_spark import converge
-
-    with running(spark, output, "converge", cfg) as runlog:
-        with runlog.timer.stage("ingest"):
-            ratings, _ = _load_ratings(spark, source, cfg, runlog, with_items=False)
-        result = converge.run_converge(
-            spark, ratings.df, cfg, iterations=iterations, k=k, top_n=top_n, holdout=holdout,
-            test_fraction=test_fraction, split_seed=split_seed, seed_reference=seed_reference, focus=focus,
-            progress_interval=progress_interval, timer=runlog.timer,
-        )
-        runlog.write_table(result.steps, "converge_steps")
-        runlog.write_table(result.fits, "converge_fits")
-        _stage_report(runlog, "converge", result.report, result.summary, result.png)
-        data = result.summary["data"]
-        runlog.counts.update({
-            "rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected,
-            "interactions": data["interactions"], "users": data["users"], "items": data["items"],
-            "fits": len(result.summary["fits"]),
-        })
-        runlog.input["converge"] = {
-            "iterations": list(iterations), "k": k, "top_n": top_n, "holdout": holdout, "test_fraction": test_fraction,
-            "split_seed": split_seed, "seed_reference": seed_reference, "focus": [f.describe() for f in focus],
-        }
-    return {**runlog.result, "report": result.report}
-
-
 def show(spark: SparkSession, output: str, *, user: int | None = None, item: int | None = None) -> list[tuple[str, Any]]:
     """The notebook's questions for one id, as ``(title, pandas DataFrame)`` pairs read from ``output``."""
     def rows(name: str, key: str, value: int, produced_by: str) -> Any:
         table = _required_table(spark, output, name, produced_by)
-        return table.where(F.col(key) == value).orderBy(S.RANK).drop(key).toPandas()
+        return table.where(F.col(key).eqNullSafe(value)).orderBy(S.RANK).drop(key).toPandas()
 
     if user is not None:
         return [
             (f"recommendations for user {user}", rows("recommendations", S.USER_ID, user, "recommend")),
             (f"users most similar to user {user}", rows("similar_users", S.USER_ID, user, "similar")),
         ]
+    assert item is not None, "show needs a user or an item"
     title = ""
     items = _optional_table(spark, output, "items")
     if items is not None:
-        found = items.where(F.col(S.ITEM_ID) == item).select(S.TITLE).first()
+        found = items.where(F.col(S.ITEM_ID).eqNullSafe(item)).select(S.TITLE).first()
         title = f" ({found[0]})" if found else ""
     similar = rows("similar_items", S.ITEM_ID, item, "similar").drop(columns=[S.TITLE], errors="ignore")
     return [(f"items most similar to item {item}{title}", similar)]
+

@@ -105,11 +105,11 @@ class _LocalFS:
     def list(self, path: str) -> list[str]:
         return sorted(os.listdir(path)) if os.path.isdir(path) else []
 
-    def write_text(self, path: str, text: str) -> None:
+    def write(self, path: str, data: bytes) -> None:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=f".{os.path.basename(path)}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
 
 
@@ -118,6 +118,7 @@ class _HadoopFS:
 
     def __init__(self, spark: SparkSession, root: str) -> None:
         jvm = spark._jvm  # noqa: SLF001 - the only way to rename on HDFS/S3/ABFS from Python
+        assert jvm is not None, "a classic session has a JVM gateway"
         self._path = jvm.org.apache.hadoop.fs.Path
         self._fs = self._path(root).getFileSystem(spark._jsc.hadoopConfiguration())  # noqa: SLF001
 
@@ -141,10 +142,10 @@ class _HadoopFS:
         p = self._path(path)
         return sorted(s.getPath().getName() for s in self._fs.listStatus(p)) if self._fs.exists(p) else []
 
-    def write_text(self, path: str, text: str) -> None:
+    def write(self, path: str, data: bytes) -> None:
         tmp = self._path(f"{path}.tmp-{uuid.uuid4().hex[:8]}")
         stream = self._fs.create(tmp, True)
-        stream.write(bytearray(text.encode("utf-8")))
+        stream.write(bytearray(data))
         stream.close()
         self.replace(tmp.toString(), path)
 
@@ -158,6 +159,10 @@ class Publisher:
         self.staging = table_path(self.output, STAGING_PREFIX + run_id)
         self._fs: _LocalFS | _HadoopFS | None
         if local is not None:
+            # Spark resolves a relative path against the JVM's working directory, Python against its
+            # own: they differ once a notebook changes directory, so both get the absolute path.
+            local = os.path.abspath(local)
+            self.staging = table_path(local, STAGING_PREFIX + run_id)
             self._fs, self._root = _LocalFS(), local
             self._staging_fs_path = os.path.join(local, STAGING_PREFIX + run_id)
         elif not is_connect(spark):
@@ -184,18 +189,25 @@ class Publisher:
         log.info("staged %s", name)
         return table_path(self.output, name)
 
-    def stage_file(self, name: str, text: str) -> str:
-        """Stage a small text file, published with the tables; returns its published path."""
+    def stage_file(self, name: str, data: str | bytes) -> str | None:
+        """Stage a small file (text, or bytes such as a PNG), published with the tables; returns its published path.
+
+        Over Spark Connect with a remote output (nothing is staged there) a text file is written in
+        place and a binary one is skipped with a warning (``None``).
+        """
         if self._fs is None:
-            return self.write_file(name, text)
+            if isinstance(data, bytes):
+                log.warning("%s is not written: Spark Connect cannot write a binary file to %s", name, self.output)
+                return None
+            return self.write_file(name, data)
         self.staged[name] = None
-        self._fs.write_text(self._fs_path(STAGING_PREFIX + self.run_id, name), text)
+        self._fs.write(self._fs_path(STAGING_PREFIX + self.run_id, name), _as_bytes(data))
         return table_path(self.output, name)
 
     def write_file(self, name: str, text: str) -> str:
         """Write a small text file straight to ``output/name``, replacing it atomically where possible."""
         if self._fs is not None:
-            self._fs.write_text(self._fs_path(name), text)
+            self._fs.write(self._fs_path(name), _as_bytes(text))
         else:
             self.spark.createDataFrame([(text,)], "value string").coalesce(1).write.mode("overwrite").text(table_path(self.output, name))
         return table_path(self.output, name)
@@ -250,6 +262,38 @@ class Publisher:
             if entry.startswith(STAGING_PREFIX) and entry != STAGING_PREFIX + self.run_id:
                 log.info("removing abandoned %s", entry)
                 self._fs.delete(self._fs_path(entry))
+
+
+def _as_bytes(data: str | bytes) -> bytes:
+    return data if isinstance(data, bytes) else data.encode("utf-8")
+
+
+def publish_together(
+    spark: SparkSession,
+    output: str,
+    *,
+    tables: Mapping[str, DataFrame] | None = None,
+    files: Mapping[str, str | bytes | None] | None = None,
+) -> dict[str, str]:
+    """Stage ``tables`` (Parquet) and small ``files`` under ``output`` and publish them all together.
+
+    A file whose content is ``None`` (a plot that could not be drawn) is left out. Returns
+    ``name -> published path``; on any failure nothing is published and the staging is removed.
+    """
+    publisher = Publisher(spark, output, uuid.uuid4().hex)
+    paths: dict[str, str] = {}
+    try:
+        for name, df in (tables or {}).items():
+            paths[name] = publisher.write_table(df, name)
+        for name, data in (files or {}).items():
+            path = publisher.stage_file(name, data) if data is not None else None
+            if path is not None:
+                paths[name] = path
+        publisher.publish()
+    except BaseException:
+        publisher.abort()
+        raise
+    return paths
 
 
 def read_json(output: str, name: str) -> dict[str, Any] | None:

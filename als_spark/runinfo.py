@@ -22,7 +22,8 @@ def _jvm_call(spark: SparkSession, cls: str, method: str, *args: str) -> str | N
     """Call a static JVM method through SQL ``java_method`` (works over Spark Connect too)."""
     quoted = ", ".join(f"'{a}'" for a in (cls, method, *args))
     try:
-        return spark.sql(f"SELECT java_method({quoted}) AS v").first()["v"]
+        row = spark.sql(f"SELECT java_method({quoted}) AS v").first()
+        return None if row is None else row["v"]
     except Exception as exc:  # noqa: BLE001 - informational only; never fail a run over it
         log.debug("java_method(%s) failed: %s", quoted, exc)
         return None
@@ -82,13 +83,34 @@ class Timer:
             log.info("stage %s done in %.1f s", name, self.seconds[name])
 
 
-def doctor(spark: SparkSession) -> list[str]:
-    """Print what the pipeline runs on and return the problems found (empty when all is well)."""
-    info = versions(spark)
+def doctor(*, remote: str | None = None) -> list[str]:
+    """Print what the pipeline runs on and return the problems found (empty when all is well).
+
+    For a local run it checks Java first, without starting a JVM (:mod:`als_spark.java`), and
+    returns that problem alone when there is no usable Java; then it gets the session
+    (:func:`als_spark.session.get_spark`) and reports what Spark itself says.
+    """
+    from als_spark import java as jv
+    from als_spark.session import get_spark, launches_jvm
+
     problems: list[str] = []
     print("als-spark doctor")
+    runtime = None
+    if not (remote or os.environ.get("SPARK_REMOTE")) and launches_jvm():
+        spark_version = jv.spark_version()
+        looked = jv.search_java(spark_version)
+        runtime = looked[-1].runtime
+        print(f"  {'java':<10} " + (runtime.describe() if runtime else "none usable"))
+        for candidate in looked if runtime is None else [c for c in looked[:-1] if c.java]:
+            print(f"  {'':<10} not used: {candidate.describe()}")
+        if runtime is None:
+            problems.append(jv.no_java_message(looked, spark_version))
+            print("  problems found")
+            return problems
+    info = versions(get_spark(remote=remote))
     for key, value in info.items():
-        print(f"  {key:<10} {value}")
+        if not (key == "java" and runtime is not None and value == runtime.version):  # printed above
+            print(f"  {key:<10} {value}")
     java = info.get("java") or ""
     if java and int(java.split(".")[0]) < 17 and info["spark"].startswith("4."):
         problems.append(f"Spark 4 needs Java 17 or newer; this JVM is {java}")

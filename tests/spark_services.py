@@ -4,8 +4,9 @@ A standalone cluster (``bin/spark-class ...deploy.master.Master`` and ``...Worke
 Spark Connect server (``sbin/start-connect-server.sh``), bound to 127.0.0.1 on free ports,
 each in its own process group so that stopping it leaves nothing behind. Also: a Python
 without ``als_spark`` (to prove that executors get the package from ``--py-files``), the
-small dataset and settings every deployment runs, the local-mode reference run, and the
-comparison of two output directories.
+small dataset and settings every deployment runs, the ``spark-submit`` command line, the
+local-mode reference run (made once by the ``reference_run`` fixture of tests/conftest.py), and
+the comparison of two output directories.
 """
 
 from __future__ import annotations
@@ -214,11 +215,31 @@ def running_cluster(workdir: Path, *, workers: int = 2, cores: int = 1, memory: 
             service.stop()
 
 
-@contextlib.contextmanager
-def standalone_cluster(workdir: Path, *, workers: int = 2, cores: int = 1, memory: str = "1536m") -> Iterator[str]:
-    """A master and ``workers`` workers on 127.0.0.1; yields the ``spark://`` URL."""
-    with running_cluster(workdir, workers=workers, cores=cores, memory=memory) as cluster:
-        yield cluster.url
+@dataclasses.dataclass(frozen=True)
+class Shipped:
+    """What a job submitted to a cluster ships: the Python executors run and the package zip."""
+
+    python: Path  #: has every dependency but not ``als_spark`` (:func:`python_without_als_spark`)
+    package: Path  #: the ``--py-files`` zip of ``python -m als_spark.package``
+
+
+def submit_command(master: str, shipped: Shipped, *conf: str, args: list[str]) -> list[str]:
+    """``spark-submit`` of ``jobs/run.py args`` to ``master`` as the README ships it, with extra ``--conf`` ``conf``."""
+    command = [
+        str(SPARK_HOME / "bin" / "spark-submit"),
+        "--master", master,
+        "--py-files", str(shipped.package),
+        "--conf", f"spark.pyspark.python={shipped.python}",
+        "--conf", "spark.driver.host=127.0.0.1",
+        "--conf", "spark.driver.bindAddress=127.0.0.1",
+        "--conf", "spark.executor.memory=1g",
+        "--conf", "spark.cores.max=2",
+        "--conf", "spark.ui.enabled=false",
+        "--conf", "spark.sql.shuffle.partitions=2",
+    ]
+    for setting in conf:
+        command += ["--conf", setting]
+    return [*command, str(ROOT / "jobs" / "run.py"), *args]
 
 
 class Driver:
@@ -392,16 +413,19 @@ def assert_same_outputs(got: Path, expected: Path, *, atol: float = 1e-4) -> Non
             pd.testing.assert_frame_equal(a, b, obj=name)
 
 
-_REFERENCE: dict[str, Path] = {}
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """The undisturbed local-mode run that every deployment is compared with."""
+
+    data: Path  #: the ``u.data`` every deployment runs (:func:`write_dataset`)
+    output: Path  #: its output, from ``als-spark run`` with :data:`SETTINGS` on the test session
 
 
-def local_reference(spark, base: Path) -> tuple[Path, Path]:
-    """``(u.data, output)`` of the pipeline run in local mode on the test session, made once per test run."""
-    if "output" not in _REFERENCE:
-        from als_spark.cli import main
+def run_reference(base: Path) -> Reference:
+    """Run the pipeline in local mode on the active (test) session; the ``reference_run`` fixture makes it once."""
+    from als_spark.cli import main
 
-        data = write_dataset(base / "data")
-        out = base / "local"
-        assert main(["run", "--input", str(data), "--output", str(out), *SETTINGS, "--log-level", "WARNING"]) == 0
-        _REFERENCE.update(data=data, output=out)
-    return _REFERENCE["data"], _REFERENCE["output"]
+    data = write_dataset(base / "data")
+    out = base / "local"
+    assert main(["run", "--input", str(data), "--output", str(out), *SETTINGS, "--log-level", "WARNING"]) == 0
+    return Reference(data, out)

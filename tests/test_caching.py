@@ -51,6 +51,7 @@ def test_outside_a_scope_the_cache_is_kept(spark):
         df.unpersist()
 
 
+@pytest.mark.integration  # a pipeline stage, twice
 def test_a_second_ingest_in_the_same_session_reads_the_changed_file(spark, tmp_path):
     """Spark matches cached data by plan, not file contents: without the run's scope the second
     ingest of the same path returned the first file's rows (checked before the fix)."""

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from als_spark import datasets
-from als_spark.cli import _input_bytes, build_parser, main
+from als_spark.cli import build_parser, main
+from als_spark.cli.options import input_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,11 +85,13 @@ def test_no_interaction_left_exits_3(spark, movielens, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.unit
 def test_bad_config_exits_2_naming_the_key_before_spark_starts(tmp_path, capsys):
     assert main(["run", "--dataset", "synthetic", "--output", str(tmp_path / "o"), "--set", "als.rank=0"]) == 2
     assert "als.rank must be a positive integer, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.unit
 def test_usage_errors_exit_2(tmp_path, capsys):
     assert main(["run", "--output", str(tmp_path)]) == 2  # no input
     assert "one of the arguments --input --dataset is required" in capsys.readouterr().err
@@ -102,7 +105,8 @@ def test_stage_without_its_inputs_explains_what_to_run_first(spark, tmp_path, ca
     assert "run `als-spark train --output" in capsys.readouterr().err
 
 
-def test_ml_100k_offline_exits_4_pointing_at_input(monkeypatch, tmp_path, capsys):
+def test_ml_100k_offline_exits_4_pointing_at_input(spark, monkeypatch, tmp_path, capsys):
+    # (the session fixture: the CLI gets the test session before it fetches the dataset)
     real = datasets.fetch_ml_100k
     # a closed local port stands in for "no network"; the test never leaves the machine
     monkeypatch.setattr(datasets, "fetch_ml_100k", lambda **kw: real(cache_dir=tmp_path, url="http://127.0.0.1:9/ml-100k.zip", timeout=2))
@@ -111,16 +115,20 @@ def test_ml_100k_offline_exits_4_pointing_at_input(monkeypatch, tmp_path, capsys
     assert "--input" in err and "--dataset synthetic" in err
 
 
+@pytest.mark.unit
 def test_every_stage_is_a_subcommand_with_the_documented_options():
     parser = build_parser()
     args = parser.parse_args(["run", "--input", "u.data", "--output", "o", "--config", "c.yaml", "--set", "als.rank=5", "--format", "csv", "--items", "i"])
     assert (args.command, args.input, args.output, args.config, args.overrides, args.format, args.items) == (
         "run", "u.data", "o", "c.yaml", ["als.rank=5"], "csv", "i"
     )
+    # evaluate leaves out the user's train items unless told otherwise (--exclude rated: below)
+    assert parser.parse_args(["evaluate", "--input", "u.data", "--output", "o"]).exclude == "train"
     for stage in ("ingest", "train", "recommend", "similar", "synthesize"):
         assert parser.parse_args([stage, "--output", "o"] + (["--dataset", "synthetic"] if stage == "ingest" else [])).command == stage
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("entry", [["-m", "als_spark"], [str(ROOT / "jobs" / "run.py")]])
 def test_module_and_job_entry_points_reach_the_same_cli(entry, tmp_path):
     # No Spark needed: a config error is reported by the same code path with the same exit code.
@@ -130,6 +138,7 @@ def test_module_and_job_entry_points_reach_the_same_cli(entry, tmp_path):
     assert "unknown configuration key 'als.nope'" in proc.stderr
 
 
+@pytest.mark.unit
 def test_synthesize_writes_movielens_files(tmp_path, capsys):
     assert main(["synthesize", "--output", str(tmp_path / "syn"), "--ratings", "20000"]) == 0
     lines = (tmp_path / "syn" / "u.data").read_text().splitlines()
@@ -138,7 +147,8 @@ def test_synthesize_writes_movielens_files(tmp_path, capsys):
 
 def test_evaluate_writes_metrics_table_and_markdown(spark, movielens, tmp_path, capsys):
     out = tmp_path / "eval"
-    args = ["evaluate", "--input", str(movielens / "u.data"), "--output", str(out), "--k", "2", "--split", "chronological", *SMALL]
+    args = ["evaluate", "--input", str(movielens / "u.data"), "--output", str(out), "--k", "2", "--split", "chronological",
+            "--exclude", "rated", *SMALL]
     assert main([*args, "--log-level", "WARNING"]) == 0
     metrics = pd.read_parquet(out / "metrics")
     assert metrics["model"].tolist() == ["als", "popularity", "random"]
@@ -149,25 +159,18 @@ def test_evaluate_writes_metrics_table_and_markdown(spark, movielens, tmp_path, 
     assert table.splitlines()[0] == "| model | precision@2 | recall@2 | ndcg@2 | map@2 | hit_rate@2 | coverage | users |"
     assert table in capsys.readouterr().out
     info = json.loads((out / "run.json").read_text())["input"]
-    assert info["evaluation"] == {"k": 2, "test_fraction": 0.25, "split": "chronological", "seed": 42, "exclude": "train"}
+    assert info["evaluation"] == {"k": 2, "test_fraction": 0.25, "split": "chronological", "seed": 42, "exclude": "rated"}
     # evaluate writes no titles, so it does not read the u.item beside the input
     assert (movielens / "u.item").exists() and info["items_path"] is None
 
 
-def test_evaluate_exclude_rated_is_recorded(spark, movielens, tmp_path):
-    out = tmp_path / "eval-rated"
-    args = ["evaluate", "--input", str(movielens / "u.data"), "--output", str(out), "--k", "2", "--exclude", "rated", *SMALL]
-    assert main([*args, "--log-level", "WARNING"]) == 0
-    assert json.loads((out / "run.json").read_text())["input"]["evaluation"]["exclude"] == "rated"
-    assert pd.read_parquet(out / "metrics")["model"].tolist() == ["als", "popularity", "random"]
-
-
+@pytest.mark.unit
 def test_input_size_known_before_spark_starts(movielens, tmp_path):
     # What get_spark gets to choose a quick-starting JVM for small inputs (session.quick_jit).
     parser = build_parser()
 
     def size(*argv: str) -> int | None:
-        return _input_bytes(parser.parse_args(["evaluate", *argv, "--output", str(tmp_path / "o")]))
+        return input_bytes(parser.parse_args(["evaluate", *argv, "--output", str(tmp_path / "o")]))
 
     data = movielens / "u.data"
     assert size("--input", str(data)) == len(U_DATA.encode())
@@ -179,9 +182,8 @@ def test_input_size_known_before_spark_starts(movielens, tmp_path):
     assert size("--dataset", "synthetic", "--synthetic-ratings", "1000") == 20_000
 
 
-@pytest.mark.parametrize("command, expected", [("evaluate", len(U_DATA.encode())), ("bench", None)])
-def test_commands_pass_the_input_size_to_the_session_except_bench(command, expected, movielens, tmp_path, monkeypatch):
-    # bench compares systems in one warmed JVM: it keeps the JVM's default JIT (README, Spark settings).
+@pytest.mark.unit
+def test_evaluate_passes_the_input_size_to_the_session(movielens, tmp_path, monkeypatch):
     from als_spark import session
 
     seen = {}
@@ -195,5 +197,5 @@ def test_commands_pass_the_input_size_to_the_session_except_bench(command, expec
 
     monkeypatch.setattr(session, "get_spark", fake_get_spark)
     with pytest.raises(Stop):
-        main([command, "--input", str(movielens / "u.data"), "--output", str(tmp_path / "o")])
-    assert seen == {"remote": None, "input_bytes": expected}
+        main(["evaluate", "--input", str(movielens / "u.data"), "--output", str(tmp_path / "o")])
+    assert seen == {"remote": None, "input_bytes": len(U_DATA.encode())}

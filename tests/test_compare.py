@@ -9,18 +9,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from als_spark import agreement as A
-from als_spark import compare as C
-from als_spark import converge as V
-from als_spark import progress, synthetic
+from als_spark.analysis import agreement as A
+from als_spark import synthetic
+from als_spark.analysis import progress
 from als_spark import schema as S
 from als_spark.config import build_config
 from als_spark.errors import ConfigError
+from als_spark.analysis import compare, converge, fits, focus, lists
 
 # --- Jaccard@k and rank-biased overlap, by hand --------------------------------------------------
 
@@ -80,13 +81,13 @@ def test_lists_follow_rank_not_row_order_or_score_ties(spark):
     schema = "user_id int, rank int, similar_user_id int, similarity float"
     t1 = spark.createDataFrame(rows, schema)
     t2 = spark.createDataFrame(list(reversed(rows)), schema).repartition(3)
-    l1 = C.ranked_lists(t1, key=S.USER_ID, other=S.SIMILAR_USER_ID, score=S.SIMILARITY)
-    l2 = C.ranked_lists(t2, key=S.USER_ID, other=S.SIMILAR_USER_ID, score=S.SIMILARITY)
+    l1 = lists.ranked_lists(t1, key=S.USER_ID, other=S.SIMILAR_USER_ID, score=S.SIMILARITY)
+    l2 = lists.ranked_lists(t2, key=S.USER_ID, other=S.SIMILAR_USER_ID, score=S.SIMILARITY)
     assert {r["id"]: list(r["items"]) for r in l1.collect()} == {1: [5, 3, 4], 2: [1]}
-    lists = l1.select(F.lit("similar_users").alias("table"), F.lit(0).alias("run"), "id", "items").unionByName(
+    entity_lists = l1.select(F.lit("similar_users").alias("table"), F.lit(0).alias("run"), "id", "items").unionByName(
         l2.select(F.lit("similar_users").alias("table"), F.lit(1).alias("run"), "id", "items")
     )
-    got = C.pair_agreement(lists, [(0, 1)]).collect()
+    got = lists.pair_agreement(entity_lists, [(0, 1)]).collect()
     assert sorted((r["id"], r["jaccard"], r["rbo"], r["identical"]) for r in got) == [(1, 1.0, 1.0, 1.0), (2, 1.0, 1.0, 1.0)]
 
 
@@ -135,7 +136,7 @@ def test_focus_by_id_and_by_zero_based_index_of_sorted_distinct_ids(spark):
     interactions = spark.createDataFrame(
         [(12, 100), (5, 100), (3, 101), (9, 102), (3, 100), (12, 103)], "user_id int, item_id int"
     )
-    resolve = lambda **kw: C.resolve_focus(interactions, C.Focus(**kw))  # noqa: E731
+    resolve = lambda **kw: focus.resolve_focus(interactions, focus.Focus(**kw))  # noqa: E731
     assert [resolve(kind="user", index=i) for i in range(4)] == [3, 5, 9, 12]  # sorted, not file order
     assert resolve(kind="user", id=9) == 9
     assert resolve(kind="item", index=3) == 103
@@ -144,19 +145,19 @@ def test_focus_by_id_and_by_zero_based_index_of_sorted_distinct_ids(spark):
     with pytest.raises(ConfigError, match="out of range.*4 distinct users"):
         resolve(kind="user", index=4)
     with pytest.raises(ConfigError):
-        C.Focus("user", id=1, index=1)
+        focus.Focus("user", id=1, index=1)
     with pytest.raises(ConfigError):
-        C.Focus("user", index=-1)
+        focus.Focus("user", index=-1)
 
 
 def test_seed_lists_are_disjoint():
     cfg = build_config()
-    assert C.seed_lists(cfg, cfg, 3) == ([42, 43, 44], [45, 46, 47])  # both say seed 42: B moves on
-    assert C.seed_lists(cfg, build_config(overrides=["als.seed=7"]), 2) == ([42, 43], [7, 8])
+    assert fits.seed_lists(cfg, cfg, 3) == ([42, 43, 44], [45, 46, 47])  # both say seed 42: B moves on
+    assert fits.seed_lists(cfg, build_config(overrides=["als.seed=7"]), 2) == ([42, 43], [7, 8])
     with pytest.raises(ConfigError, match="overlap"):
-        C.seed_lists(cfg, cfg, 3, seeds_a=[1, 2], seeds_b=[2, 3])
+        fits.seed_lists(cfg, cfg, 3, seeds_a=[1, 2], seeds_b=[2, 3])
     with pytest.raises(ConfigError, match=">= 2"):
-        C.seed_lists(cfg, cfg, 1)
+        fits.seed_lists(cfg, cfg, 1)
 
 
 # --- progress ------------------------------------------------------------------------------------------
@@ -177,14 +178,17 @@ def test_fit_cost_and_progress_message():
     assert progress.format_seconds(200) == "3 min 20 s" and progress.format_seconds(7500) == "2 h 05 min"
 
 
-def test_fit_monitor_counts_the_jobs_of_its_block_and_restores_the_job_group(spark):
+def test_fit_monitor_counts_the_jobs_of_its_block_and_restores_the_job_group(spark, monkeypatch):
+    clock = [100.0]  # the monitor's clock, moved by hand
+    monkeypatch.setattr(progress, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
     sc = spark.sparkContext
     sc.setLocalProperty("spark.jobGroup.id", "outer")
     try:
         with progress.FitMonitor(spark, "two jobs", iterations=1, interval=0) as monitor:
             spark.range(10).collect()
             spark.range(5).collect()
-        assert monitor.jobs == 2 and monitor.seconds > 0
+            clock[0] = 102.5
+        assert monitor.jobs == 2 and monitor.seconds == 2.5  # from entering the block to leaving it
         assert sc.getLocalProperty("spark.jobGroup.id") == "outer"  # the caller's job group is back
     finally:
         sc.setLocalProperty("spark.jobGroup.id", None)
@@ -214,11 +218,11 @@ def _cfg(*overrides):
 def fitted(spark, planted):
     """Three seeds each of rank 2, rank 2 again (other seeds) and rank 20 (timed and scored on a holdout)."""
     runs = {
-        "rank 2": C.fit_runs(spark, planted, _cfg("als.rank=2"), [42, 43, 44], name="rank 2", calibration=(),
+        "rank 2": fits.fit_runs(spark, planted, _cfg("als.rank=2"), [42, 43, 44], name="rank 2", calibration=(),
                              progress_interval=0),
-        "rank 2 again": C.fit_runs(spark, planted, _cfg("als.rank=2"), [7, 8, 9], name="rank 2 again", calibration=(),
+        "rank 2 again": fits.fit_runs(spark, planted, _cfg("als.rank=2"), [7, 8, 9], name="rank 2 again", calibration=(),
                                    progress_interval=0),
-        "rank 20": C.fit_runs(spark, planted, _cfg("als.rank=20"), [45, 46, 47], name="rank 20", calibration=(1, 2),
+        "rank 20": fits.fit_runs(spark, planted, _cfg("als.rank=20"), [45, 46, 47], name="rank 20", calibration=(1, 2),
                               warm_up=False, holdout=True, progress_interval=0),
     }
     yield runs
@@ -228,29 +232,29 @@ def fitted(spark, planted):
 
 @pytest.mark.slow
 def test_seed_only_difference_is_not_distinguishable(spark, fitted):
-    result = C.compare_runs(spark, fitted["rank 2"], fitted["rank 2 again"])
-    assert result.verdicts == {t: C.NOT_DISTINGUISHABLE for t in C.TABLES}
+    result = compare.compare_runs(spark, fitted["rank 2"], fitted["rank 2 again"])
+    assert result.verdicts == {t: compare.NOT_DISTINGUISHABLE for t in lists.TABLES}
     assert all(not A.significant(t.test) for t in result.tests)  # RBO agrees
     assert "The two configurations differ only in their seeds." in result.report
     with pytest.raises(ConfigError, match="overlap"):
-        C.compare_runs(spark, fitted["rank 2"], fitted["rank 2"])
+        compare.compare_runs(spark, fitted["rank 2"], fitted["rank 2"])
 
 
 @pytest.mark.slow
 def test_rank_2_against_rank_20_on_planted_groups(spark, fitted):
-    result = C.compare_runs(
-        spark, fitted["rank 2"], fitted["rank 20"], focus=[C.Focus("user", index=10), C.Focus("item", id=3)]
+    result = compare.compare_runs(
+        spark, fitted["rank 2"], fitted["rank 20"], focus=[focus.Focus("user", index=10), focus.Focus("item", id=3)]
     )
     # Neighbours: different beyond seed noise. Recommendations: both ranks recommend the same
     # popular items of the user's group (every pair of fits agrees at >= 0.98), so not.
     assert result.verdicts == {
-        "similar_users": C.DIFFERENT, "similar_items": C.DIFFERENT, "recommendations": C.NOT_DISTINGUISHABLE,
+        "similar_users": compare.DIFFERENT, "similar_items": compare.DIFFERENT, "recommendations": compare.NOT_DISTINGUISHABLE,
     }
     users = next(t for t in result.tests if (t.table, t.measure) == ("similar_users", "jaccard"))
     assert users.test.p_value == pytest.approx(0.1) and users.test.smallest_p == pytest.approx(0.1)  # the most extreme split
     assert users.test.statistic > 0.1 and users.dominance_a > 0.3 and users.dominance_b > 0.3
     agreement = result.agreement.toPandas()
-    assert result.agreement.schema == C.AGREEMENT
+    assert result.agreement.schema == compare.AGREEMENT
     sizes = agreement.groupby("table").size().to_dict()
     data = result.summary["data"]
     assert (sizes["similar_users"], sizes["similar_items"]) == (data["users"], data["items"]) == (100, 80)
@@ -263,26 +267,36 @@ def test_rank_2_against_rank_20_on_planted_groups(spark, fitted):
     within_a = pairs[(pairs["table"] == "similar_users") & (pairs["kind"] == "within_a")]["jaccard"]
     assert len(within_a) == 3 and users.test.within_a == pytest.approx(within_a.mean())
     # The focus user's lists, recomputed with the reference functions, give its row of the table.
-    focus = result.summary["focus"]
-    assert [(f["focus"], f["id"], f["table"]) for f in focus] == [
+    focus_rows = result.summary["focus"]
+    assert [(f["focus"], f["id"], f["table"]) for f in focus_rows] == [
         ("user index 10", 11, "similar_users"), ("user index 10", 11, "recommendations"), ("item id 3", 3, "similar_items"),
     ]  # ids 1..100 sorted: index 10 is id 11
-    lists = {int(run): [i for i, _ in entries] for run, entries in focus[0]["lists"].items()}
-    assert sorted(lists) == list(range(6)) and all(len(v) == 5 and 11 not in v for v in lists.values())
+    run_items = {int(run): [i for i, _ in entries] for run, entries in focus_rows[0]["lists"].items()}
+    assert sorted(run_items) == list(range(6)) and all(len(v) == 5 and 11 not in v for v in run_items.values())
     row = agreement[(agreement["table"] == "similar_users") & (agreement["id"] == 11)].iloc[0]
-    within = np.mean([A.jaccard_at_k(lists[x], lists[y]) for x, y in [(0, 1), (0, 2), (1, 2)]])
-    between = np.mean([A.rank_biased_overlap(lists[x], lists[y]) for x in range(3) for y in range(3, 6)])
+    within = np.mean([A.jaccard_at_k(run_items[x], run_items[y]) for x, y in [(0, 1), (0, 2), (1, 2)]])
+    between = np.mean([A.rank_biased_overlap(run_items[x], run_items[y]) for x in range(3) for y in range(3, 6)])
     assert row["jaccard_within_a"] == pytest.approx(within) and row["rbo_between"] == pytest.approx(between)
     assert "| rank | rank 2 seed 42 | rank 2 seed 43 | rank 2 seed 44 | rank 20 seed 45 |" in result.report
     assert "## user index 10 (= user id 11 in the input file): similar users" in result.report
     assert "## item id 3: similar items" in result.report
     # rank 20 was timed (fits of 1 and 2 iterations, then 5) and scored on a holdout
     cost = result.summary["costs"]["b"]
-    assert [c["iterations"] for c in cost["calibration"]] == [1, 2] and cost["seconds_per_iteration"] > 0
+    assert [c["iterations"] for c in cost["calibration"]] == [1, 2]
+    # its fits are 5 iterations, 3 more than the longest calibration fit: the fixed cost cancels in
+    # (median 5-iteration fit - 2-iteration fit) / 3, from the seconds recorded
+    assert cost["measured_as"] == "(median 5-iteration fit - 2-iteration fit) / 3"
+    assert cost["seconds_per_iteration"] == pytest.approx(
+        (np.median(cost["fit_seconds"]) - cost["calibration"][1]["seconds"]) / 3)
     # implicit ALS runs one YtY job per half-iteration: 2 more Spark jobs per iteration
     assert cost["calibration"][1]["jobs"] - cost["calibration"][0]["jobs"] == 2
     assert 0 < result.summary["holdout"]["b"]["ndcg"] <= 1 and "a" not in result.summary["holdout"]
-    assert result.png is None or result.png[:8] == b"\x89PNG\r\n\x1a\n"
+    try:
+        import matplotlib  # noqa: F401 - the optional `plot` extra
+    except ImportError:
+        assert result.png is None
+    else:
+        assert result.png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
@@ -290,10 +304,10 @@ def test_fit_runs_recommend_with_the_configurations_popularity_weight(spark, pla
     # A weight of 1000 makes the prior (1000 * ln(count), gaps >= 1000 * ln(n / (n - 1)) >= 4) outweigh
     # every dot product: each user's list is then the 10 most chosen items the user has not rated,
     # ties in count in any order. Checked against counts computed with pandas.
-    runs = C.fit_runs(spark, planted, _cfg("als.rank=2", "recommend.popularity_weight=1000"), [42], name="prior",
+    runs = fits.fit_runs(spark, planted, _cfg("als.rank=2", "recommend.popularity_weight=1000"), [42], name="prior",
                       calibration=(), progress_interval=0)
     try:
-        recs = C.recommendations_of(runs.run_lists[0]).toPandas()
+        recs = lists.recommendations_of(runs.run_lists[0]).toPandas()
     finally:
         runs.release()
     ratings = planted.toPandas()
@@ -310,40 +324,43 @@ def test_fit_runs_recommend_with_the_configurations_popularity_weight(spark, pla
 
 @pytest.mark.slow
 def test_converge_steps_are_exact(spark, planted):
-    from als_spark import evaluate, feedback, model
+    from als_spark import feedback, model
+    from als_spark.analysis import splits
     from als_spark.similarity import similar_users
 
     cfg = _cfg("als.rank=20")
-    result = V.run_converge(spark, planted, cfg, iterations=[1, 4], k=5, top_n=10, focus=[C.Focus("user", id=10)],
+    result = converge.run_converge(spark, planted, cfg, iterations=[1, 4], k=5, top_n=10, focus=[focus.Focus("user", id=10)],
                             calibration=(), progress_interval=0)
     steps = result.steps.toPandas()
-    assert result.steps.schema == V.CONVERGE_STEPS
+    assert result.steps.schema == converge.CONVERGE_STEPS
     users = steps[(steps["table"] == "similar_users")].set_index(["kind", "from_iter", "to_iter"])["jaccard"]
     # Recompute the 1 -> 4 step of similar users by hand: fit both counts on the same train side.
-    train, _ = evaluate.split_per_user_random(feedback.to_interactions(planted, cfg.ingest), test_fraction=0.25, seed=42)
+    train, _ = splits.split_per_user_random(feedback.to_interactions(planted, cfg.ingest), test_fraction=0.25, seed=42)
     train = train.cache()
-    lists = {}
+    entity_lists = {}
     with model.checkpoint_dir(spark):
         for n in (1, 4):
             fitted = model.fit(train, dataclasses.replace(cfg.als, max_iter=n), num_blocks=2)
             table = similar_users(model.factors(fitted)[0], top_k=5).toPandas().sort_values(["user_id", "rank"])
-            lists[n] = table.groupby("user_id")["similar_user_id"].apply(list).to_dict()
+            entity_lists[n] = table.groupby("user_id")["similar_user_id"].apply(list).to_dict()
     train.unpersist()
-    expected = np.mean([A.jaccard_at_k(lists[1][u], lists[4][u]) for u in lists[1]])
+    expected = np.mean([A.jaccard_at_k(entity_lists[1][u], entity_lists[4][u]) for u in entity_lists[1]])
     assert users[("step", 1, 4)] == pytest.approx(expected)
     # The last step is also the step "to_last". From 1 to 4 iterations the lists move far more than a
     # new seed moves them at 4 (measured Jaccard: users 0.19 vs 0.70, recommendations 0.32 vs 0.94),
     # so no table has settled.
     assert users[("to_last", 1, 4)] == users[("step", 1, 4)]
-    for table in C.TABLES:
+    for table in lists.TABLES:
         by_kind = steps[steps["table"] == table].set_index("kind")["jaccard"]
         assert by_kind["seed"] > by_kind["step"] + 0.3
-    assert result.summary["settled_at"] == {t: None for t in C.TABLES}
+    assert result.summary["settled_at"] == {t: None for t in lists.TABLES}
     assert set(steps["kind"]) == {"step", "to_last", "seed"}
     fits = result.fits.toPandas()
     assert fits[["iterations", "seed"]].values.tolist() == [[1, 42], [4, 42], [4, 43]]
     assert ((fits["ndcg"] > 0) & (fits["ndcg"] <= 1)).all()
-    assert result.summary["seconds_per_iteration"] > 0
     assert "## From one count to the next" in result.report and "| 1 → 4 |" in result.report
     assert "## user id 10: similar users" in result.report
-    assert math.isfinite(result.summary["overhead_seconds"])
+    # No calibration: the cost line goes through the 1- and 4-iteration fits of seed 42 (never below 1e-6 s/iteration).
+    t1, t4 = fits[fits["seed"] == 42]["seconds"].tolist()
+    assert result.summary["seconds_per_iteration"] == pytest.approx(max((t4 - t1) / 3, 1e-6))
+    assert result.summary["overhead_seconds"] == pytest.approx(t1 - (t4 - t1) / 3)

@@ -26,7 +26,7 @@ TINY = ["als.max_iter=2", "als.num_blocks=2", "recommend.top_n=3"]
 @pytest.fixture(autouse=True)
 def no_calibration(monkeypatch):
     """Skip the timing fits (tested in test_compare.py): these tests check the command's wiring."""
-    from als_spark import progress
+    from als_spark.analysis import progress
 
     monkeypatch.setattr(progress, "calibrate", lambda *args, **kwargs: (None, []))
 

@@ -6,7 +6,7 @@ import hashlib
 import io
 import socket
 import threading
-import time
+import urllib.error
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -146,27 +146,49 @@ def test_checksum_mismatch(server: Server, tmp_path: Path, bad_file: str) -> Non
     assert files_under(tmp_path) == set()
 
 
-def test_connection_refused_fails_fast(tmp_path: Path, closed_port_url: str) -> None:
-    start = time.monotonic()
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[float | None]:
+    """The timeout of every TCP connection urllib opens (``http.client`` connects through ``socket.create_connection``)."""
+    opened: list[float | None] = []
+    real = socket.create_connection
+
+    def create_connection(address, *args, **kwargs):
+        opened.append(args[0] if args else kwargs.get("timeout"))
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    return opened
+
+
+def _root_cause(error: DatasetError) -> BaseException:
+    """The OSError behind a failed download (urllib wraps some in ``URLError.reason``)."""
+    cause = error.__cause__
+    return cause.reason if isinstance(cause, urllib.error.URLError) else cause
+
+
+def test_connection_refused_fails_at_once(tmp_path: Path, closed_port_url: str, connections: list) -> None:
+    # One connection attempt, refused: no retry, and not the path of the 30 s timeout.
     with pytest.raises(DatasetError) as err:
-        fetch_ml_100k(url=closed_port_url, cache_dir=tmp_path, expected_sha256=GOOD_SHA)
-    assert time.monotonic() - start < 2
+        fetch_ml_100k(url=closed_port_url, cache_dir=tmp_path, expected_sha256=GOOD_SHA, timeout=30)
+    assert connections == [30]
+    assert isinstance(_root_cause(err.value), ConnectionRefusedError)
     msg = str(err.value)
-    assert closed_port_url in msg
+    assert closed_port_url in msg and "no response within" not in msg
     assert "--input" in msg and "--dataset synthetic" in msg
     assert files_under(tmp_path) == set()
 
 
-def test_unresponsive_server_times_out(tmp_path: Path) -> None:
+def test_unresponsive_server_times_out(tmp_path: Path, connections: list) -> None:
     # A listening socket that never answers: connect succeeds, the read must time out.
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/ml-100k.zip"
-        start = time.monotonic()
         with pytest.raises(DatasetError) as err:
             fetch_ml_100k(url=url, cache_dir=tmp_path, expected_sha256=GOOD_SHA, timeout=0.5)
-        assert time.monotonic() - start < 3
+    # the given timeout is the socket's, once: the read ended by it, not by a retry or a refusal
+    assert connections == [0.5]
+    assert isinstance(_root_cause(err.value), TimeoutError)
     assert "no response within 0.5 s" in str(err.value)
     assert "--input" in str(err.value)
     assert files_under(tmp_path) == set()

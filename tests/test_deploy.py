@@ -19,7 +19,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -29,7 +29,7 @@ import als_spark
 from als_spark import cli
 from als_spark.config import load_config
 from als_spark.package import build_zip, sources
-from spark_services import ROOT, local_reference, read_table, write_dataset
+from spark_services import ROOT, read_table, write_dataset
 
 BUNDLE = ROOT / "databricks.yml"
 NOTEBOOK = ROOT / "jobs" / "databricks" / "als_spark_explore.py"
@@ -149,8 +149,8 @@ def test_the_bundle_build_makes_a_wheel_with_the_entry_point_and_pyspark_optiona
 
 
 @pytest.mark.slow
-def test_notebook_shows_a_users_and_a_movies_answers_with_titles(spark, tmp_path_factory):
-    _, out = local_reference(spark, tmp_path_factory.mktemp("reference"))
+def test_notebook_shows_a_users_and_a_movies_answers_with_titles(spark, reference_run):
+    out = reference_run.output
     recs, sim_items = read_table(out, "recommendations"), read_table(out, "similar_items")
     user, item = int(recs["user_id"].min()), int(sim_items["item_id"].min())
 
@@ -194,9 +194,24 @@ def _load_dag(monkeypatch, **env: str):
     return module
 
 
-def test_airflow_dag_command_line_is_one_the_cli_accepts(monkeypatch, tmp_path):
-    dag = _load_dag(monkeypatch, ALS_SPARK_HOME=str(ROOT), ALS_SPARK_DATA="/data/als")
-    assert dag.DAG is None or hasattr(dag, "dag")  # importable without Airflow
+#: The DAG's settings in the two tests below (this checkout as ALS_SPARK_HOME), and the command line they give.
+DAG_ENV = {"ALS_SPARK_HOME": str(ROOT), "ALS_SPARK_DATA": "/data/als", "ALS_SPARK_PYTHON": "/opt/als/bin/python"}
+DAG_ARGS = [
+    "--input", "/data/als/input/u.data",
+    "--output", "/data/als/out/run_date={{ ds }}",
+    "--config", f"{ROOT}/conf/default.yaml",
+    "--set", "als.checkpoint_dir=/data/als/checkpoints/run_date={{ ds }}",
+    "--log-level", "INFO",
+]
+
+
+def test_airflow_dag_imports_without_airflow_and_its_command_line_is_one_the_cli_accepts(monkeypatch, tmp_path):
+    # As on a machine without Airflow, whether or not this one has it: both imports fail.
+    monkeypatch.setitem(sys.modules, "airflow", None)
+    monkeypatch.setitem(sys.modules, "airflow.sdk", None)
+    dag = _load_dag(monkeypatch, **DAG_ENV)
+    assert dag.DAG is None and not hasattr(dag, "dag")  # the operator is not built
+    assert dag.APPLICATION_ARGS == DAG_ARGS
     # what SparkSubmitOperator runs: spark-submit [--conf k=v ...] --py-files ZIP APPLICATION ARGS
     rendered = [a.replace("{{ ds }}", RUN_DATE) for a in dag.APPLICATION_ARGS]
     args = cli.build_parser().parse_args(["run", *rendered])
@@ -204,8 +219,49 @@ def test_airflow_dag_command_line_is_one_the_cli_accepts(monkeypatch, tmp_path):
     load_config(args.config, args.overrides)  # conf/default.yaml and every --set exist
     assert Path(dag.APPLICATION).is_file()  # jobs/run.py, which prepends the `run` command
     assert dag.VERSION == als_spark.__version__
-    assert Path(dag.PY_FILES).name == build_zip(tmp_path).name  # the zip `python -m als_spark.package` builds
-    assert "spark.pyspark.python" in dag.CONF
+    assert dag.PY_FILES == f"{ROOT}/dist/{build_zip(tmp_path).name}"  # the zip `python -m als_spark.package` builds
+
+
+def test_airflow_dag_gives_the_operator_that_command_line(monkeypatch):
+    # Airflow stood in for by modules that record what the DAG file builds.
+    built: dict[str, dict] = {}
+
+    class StubDAG:
+        def __init__(self, **kwargs):
+            built["dag"] = kwargs
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    class StubSparkSubmitOperator:
+        def __init__(self, **kwargs):
+            built.setdefault("tasks", []).append(kwargs)
+
+    parents = ("airflow", "airflow.providers", "airflow.providers.apache", "airflow.providers.apache.spark",
+               "airflow.providers.apache.spark.operators")
+    for name in parents:
+        monkeypatch.setitem(sys.modules, name, ModuleType(name))
+    sdk = ModuleType("airflow.sdk")  # Airflow 3's
+    sdk.DAG = StubDAG
+    operators = ModuleType("airflow.providers.apache.spark.operators.spark_submit")
+    operators.SparkSubmitOperator = StubSparkSubmitOperator
+    for module in (sdk, operators):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+
+    dag = _load_dag(monkeypatch, **DAG_ENV)
+    assert dag.DAG is StubDAG and isinstance(dag.dag, StubDAG)
+    assert {key: built["dag"][key] for key in ("dag_id", "schedule", "catchup", "max_active_runs")} == {
+        "dag_id": "als_spark_daily", "schedule": "0 3 * * *", "catchup": False, "max_active_runs": 1}
+    (task,) = built["tasks"]
+    assert {key: task[key] for key in ("application", "py_files", "conf", "application_args")} == {
+        "application": f"{ROOT}/jobs/run.py",
+        "py_files": f"{ROOT}/dist/als_spark-{als_spark.__version__}.zip",
+        "conf": {"spark.pyspark.python": "/opt/als/bin/python", "spark.sql.adaptive.enabled": "true"},
+        "application_args": DAG_ARGS,
+    }
 
 
 def test_py_files_zip_is_reproducible_and_holds_every_module(tmp_path):
@@ -216,10 +272,13 @@ def test_py_files_zip_is_reproducible_and_holds_every_module(tmp_path):
         names = zf.namelist()
         assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
     assert names == [p.as_posix() for p in sources()]
-    assert {"als_spark/__init__.py", "als_spark/cli.py", "als_spark/topk.py"} <= set(names)
+    # subpackages included (the CLI and the analysis modules are packages of their own)
+    assert {"als_spark/__init__.py", "als_spark/cli/__init__.py", "als_spark/analysis/__init__.py",
+            "als_spark/topk.py"} <= set(names)
     assert not any("__pycache__" in n for n in names)
 
 
+@pytest.mark.integration  # the CLI in process, twice
 @pytest.mark.slow
 def test_rerunning_a_run_date_rewrites_the_same_output(spark, tmp_path):
     data = write_dataset(tmp_path / "data", n_ratings=3000)

@@ -12,8 +12,8 @@ from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.sql import functions as F
 
-from als_spark import evaluate as E
 from als_spark.errors import ConfigError
+from als_spark.analysis import baselines, metrics, splits
 
 RECS = "user_id int, rank int, item_id int, score float"
 PAIRS = "user_id int, item_id int"
@@ -67,17 +67,14 @@ def metric_data(spark):
 
 def test_ranking_metrics_hand_computed(metric_data):
     recs, test = metric_data
-    got = E.ranking_metrics(recs, test, k=3, catalog_size=20)
+    got = metrics.ranking_metrics(recs, test, k=3, catalog_size=20)
     assert got == pytest.approx(EXPECTED_METRICS, rel=1e-12)
     assert isinstance(got["users"], int)
-    # Sanity of the hand arithmetic written in the comments above.
-    assert got["precision"] == pytest.approx(0.25) and got["recall"] == pytest.approx(0.375)
-    assert got["ndcg"] == pytest.approx(0.333712, abs=1e-6) and got["map"] == pytest.approx(0.263889, abs=1e-6)
 
 
 def test_per_user_metrics_table(spark, metric_data):
     recs, test = metric_data
-    got = E.per_user_metrics(recs, test, k=3)
+    got = metrics.per_user_metrics(recs, test, k=3)
     expected = spark.createDataFrame(
         [
             (1, 4, 2, U1["precision"], U1["recall"], U1["ndcg"], U1["ap"], 1.0),
@@ -95,7 +92,7 @@ def test_ranking_metrics_k_cuts_the_lists(metric_data):
     # k = 1: only the first item counts. u1 hits (10), u2 (11), u3 (12) miss; u4 has none.
     # precision = recall@1 of u1 = 1/4; ndcg u1 = 1 (IDCG over 1 slot); AP u1 = 1/min(1, 4) = 1.
     # coverage: {10, 11, 12} of 20.
-    got = E.ranking_metrics(recs, test, k=1, catalog_size=20)
+    got = metrics.ranking_metrics(recs, test, k=1, catalog_size=20)
     assert got == pytest.approx(
         {"precision": 1 / 4, "recall": (1 / 4) / 4, "ndcg": 1 / 4, "map": 1 / 4, "hit_rate": 1 / 4, "coverage": 3 / 20, "users": 4}
     )
@@ -103,16 +100,16 @@ def test_ranking_metrics_k_cuts_the_lists(metric_data):
 
 def test_ranking_metrics_without_test_users_is_nan(spark, metric_data):
     recs, _ = metric_data
-    got = E.ranking_metrics(recs, spark.createDataFrame([], PAIRS), k=3, catalog_size=20)
+    got = metrics.ranking_metrics(recs, spark.createDataFrame([], PAIRS), k=3, catalog_size=20)
     assert got["users"] == 0
-    assert all(math.isnan(got[m]) for m in E.METRIC_NAMES)
+    assert all(math.isnan(got[m]) for m in metrics.METRIC_NAMES)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5])
 def test_ranking_metrics_rejects_bad_k(metric_data, bad):
     recs, test = metric_data
     with pytest.raises(ConfigError, match="k must be a positive integer"):
-        E.ranking_metrics(recs, test, k=bad, catalog_size=20)
+        metrics.ranking_metrics(recs, test, k=bad, catalog_size=20)
 
 
 def _evaluator_input(recs, test, users):
@@ -134,7 +131,7 @@ def _evaluator_input(recs, test, users):
 @pytest.mark.parametrize("k", [1, 3, 5])  # 5: longer than every list
 def test_matches_spark_ranking_evaluator_on_evaluated_users(spark, metric_data, k):
     recs, test = metric_data
-    ours = E.ranking_metrics(recs, test, k=k, catalog_size=20)
+    ours = metrics.ranking_metrics(recs, test, k=k, catalog_size=20)
     # Rows for the evaluated users u1..u4 only (u4 with an empty prediction array).
     evaluated = spark.createDataFrame([(1,), (2,), (3,), (4,)], "user_id int")
     data = _evaluator_input(recs, test, evaluated)
@@ -150,7 +147,7 @@ def test_ranking_evaluator_counts_users_without_test_items_as_zero(spark, metric
     everyone = spark.createDataFrame([(1,), (2,), (3,), (4,), (5,)], "user_id int")
     theirs = RankingEvaluator(metricName="precisionAtK", k=3).evaluate(_evaluator_input(recs, test, everyone))
     assert theirs == pytest.approx(0.2)
-    assert E.ranking_metrics(recs, test, k=3, catalog_size=20)["precision"] == pytest.approx(0.25)
+    assert metrics.ranking_metrics(recs, test, k=3, catalog_size=20)["precision"] == pytest.approx(0.25)
 
 
 # --- splits --------------------------------------------------------------------------
@@ -174,7 +171,7 @@ def _counts(df):
 
 
 def test_random_split_exact_per_user_counts_and_partition_of_rows(ratings):
-    train, test = E.split_per_user_random(ratings, test_fraction=0.25, seed=7)
+    train, test = splits.split_per_user_random(ratings, test_fraction=0.25, seed=7)
     got = _counts(test)
     assert {u: got.get(u, 0) for u in N} == EXPECTED_TEST_COUNTS
     assert _counts(train) == {u: N[u] - EXPECTED_TEST_COUNTS[u] for u in N}
@@ -185,7 +182,7 @@ def test_random_split_exact_per_user_counts_and_partition_of_rows(ratings):
 
 def test_split_keeps_one_train_row_per_user_even_with_a_large_fraction(ratings):
     # 0.9: n=1 -> min(1, 0) = 0; n=2 -> min(2, 1) = 1; n=10 -> min(9, 9) = 9.
-    _, test = E.split_per_user_random(ratings, test_fraction=0.9, seed=7)
+    _, test = splits.split_per_user_random(ratings, test_fraction=0.9, seed=7)
     got = _counts(test)
     assert got.get(1, 0) == 0 and got[2] == 1 and got[10] == 9
 
@@ -202,26 +199,26 @@ def _pairs(df):
 
 
 def test_random_split_is_deterministic_and_independent_of_partitioning(many):
-    _, first = E.split_per_user_random(many, seed=42)
-    _, again = E.split_per_user_random(many, seed=42)
-    _, shuffled = E.split_per_user_random(many.repartition(5, "item_id").orderBy(F.rand(3)), seed=42)
+    _, first = splits.split_per_user_random(many, seed=42)
+    _, again = splits.split_per_user_random(many, seed=42)
+    _, shuffled = splits.split_per_user_random(many.repartition(5, "item_id").orderBy(F.rand(3)), seed=42)
     assert len(_pairs(first)) == 8 * 3
     assert _pairs(first) == _pairs(again) == _pairs(shuffled)
     # Other columns do not influence which rows are held out.
-    _, other_values = E.split_per_user_random(many.withColumn("rating", F.lit(1.0)), seed=42)
+    _, other_values = splits.split_per_user_random(many.withColumn("rating", F.lit(1.0)), seed=42)
     assert _pairs(other_values) == _pairs(first)
 
 
 def test_random_split_changes_with_the_seed(many):
-    _, a = E.split_per_user_random(many, seed=42)
-    _, b = E.split_per_user_random(many, seed=43)
+    _, a = splits.split_per_user_random(many, seed=42)
+    _, b = splits.split_per_user_random(many, seed=43)
     assert _counts(a) == _counts(b) == {u: 3 for u in range(1, 9)}
     assert _pairs(a) != _pairs(b)
 
 
 def test_random_split_holds_out_the_smallest_hashes(many):
     # The documented order, recomputed independently in SQL for user 1.
-    _, test = E.split_per_user_random(many, seed=42)
+    _, test = splits.split_per_user_random(many, seed=42)
     order = (
         many.where("user_id = 1")
         .select("item_id", F.expr("xxhash64('split', CAST(42 AS BIGINT), CAST(user_id AS BIGINT), CAST(item_id AS BIGINT))").alias("h"))
@@ -242,7 +239,7 @@ def test_chronological_split_holds_out_the_latest(spark):
         (3, 30, 4.0, 99),
     ]
     df = spark.createDataFrame(rows, RATINGS)
-    train, test = E.split_per_user_chronological(df, test_fraction=0.25)
+    train, test = splits.split_per_user_chronological(df, test_fraction=0.25)
     expected_test = spark.createDataFrame([(1, 13, 5.0, 40), (2, 21, 4.0, 50), (2, 25, 4.0, 50)], RATINGS)
     assert_df_equality(test, expected_test, ignore_row_order=True, ignore_nullable=True)
     assert_df_equality(train.unionByName(test), df, ignore_row_order=True, ignore_nullable=True)
@@ -251,20 +248,20 @@ def test_chronological_split_holds_out_the_latest(spark):
 def test_chronological_split_with_ties_takes_larger_item_ids(spark):
     # 4 rows at the same time -> 1 test row: the largest item id.
     df = spark.createDataFrame([(1, i, 4.0, 7) for i in (3, 9, 1, 5)], RATINGS)
-    _, test = E.split_per_user_chronological(df, test_fraction=0.25)
+    _, test = splits.split_per_user_chronological(df, test_fraction=0.25)
     assert _pairs(test) == [(1, 9)]
 
 
 def test_chronological_split_needs_a_timestamp(spark):
     df = spark.createDataFrame([(1, 2, 4.0)], "user_id int, item_id int, rating double")
     with pytest.raises(ConfigError, match="timestamp"):
-        E.split_per_user_chronological(df)
+        splits.split_per_user_chronological(df)
 
 
 @pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.1])
 def test_split_rejects_bad_fraction(many, fraction):
     with pytest.raises(ConfigError, match="test_fraction"):
-        E.split_per_user_random(many, test_fraction=fraction)
+        splits.split_per_user_random(many, test_fraction=fraction)
 
 
 # --- baselines ---------------------------------------------------------------------------
@@ -285,7 +282,7 @@ def test_most_popular_with_exclusions_and_ties(spark, pop_train):
         [(1, [1]), (3, [1, 2, 3, 4]), (4, [2, 9]), (99, [5])],  # user 2 has no entry; 99 is not asked for
         EXCLUDE,
     )
-    got = E.most_popular(pop_train, users, k=2, exclude=exclude)
+    got = baselines.most_popular(pop_train, users, k=2, exclude=exclude)
     expected = spark.createDataFrame(
         [
             (1, 1, 2, 3.0), (1, 2, 3, 2.0),  # 1 excluded: next are 2 (3) and 3 (2)
@@ -300,7 +297,7 @@ def test_most_popular_with_exclusions_and_ties(spark, pop_train):
 
 def test_most_popular_without_exclusions(spark, pop_train):
     users = spark.createDataFrame([(7,)], "user_id int")
-    got = E.most_popular(pop_train, users, k=4)
+    got = baselines.most_popular(pop_train, users, k=4)
     # 1 and 2 tie (3), then 3 (2), then 4 and 5 tie (1): 4 first.
     expected = spark.createDataFrame([(7, 1, 1, 3.0), (7, 2, 2, 3.0), (7, 3, 3, 2.0), (7, 4, 4, 1.0)], RECS)
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
@@ -310,7 +307,7 @@ def test_most_popular_needs_more_candidates_than_k_when_the_top_is_excluded(spar
     # k = 1 and user 1 excludes the 3 most popular: the candidate list must reach item 4.
     users = spark.createDataFrame([(1,), (2,)], "user_id int")
     exclude = spark.createDataFrame([(1, [1, 2, 3])], EXCLUDE)
-    got = E.most_popular(pop_train, users, k=1, exclude=exclude)
+    got = baselines.most_popular(pop_train, users, k=1, exclude=exclude)
     expected = spark.createDataFrame([(1, 1, 4, 1.0), (2, 1, 1, 3.0)], RECS)
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -333,7 +330,7 @@ def test_random_items_exact_sizes_and_exclusions(spark, catalogue):
     exclude = spark.createDataFrame(
         [(1, list(range(1, 16))), (2, list(range(1, 19))), (3, [2, 4, 6])], EXCLUDE
     )
-    got = E.random_items(catalogue, users, k=5, seed=1, exclude=exclude)
+    got = baselines.random_items(catalogue, users, k=5, seed=1, exclude=exclude)
     lists = _lists(got)
     # u1 excludes 1..15: exactly the 5 unseen items 16..20 remain, all returned.
     assert sorted(lists[1]) == [16, 17, 18, 19, 20]
@@ -350,9 +347,9 @@ def test_random_items_exact_sizes_and_exclusions(spark, catalogue):
 
 def test_random_items_deterministic_by_seed(spark, catalogue):
     users = spark.createDataFrame([(u,) for u in range(1, 6)], "user_id int")
-    a = _lists(E.random_items(catalogue, users, k=5, seed=1))
-    b = _lists(E.random_items(catalogue.repartition(4).orderBy(F.rand(5)), users.repartition(3), k=5, seed=1))
-    c = _lists(E.random_items(catalogue, users, k=5, seed=2))
+    a = _lists(baselines.random_items(catalogue, users, k=5, seed=1))
+    b = _lists(baselines.random_items(catalogue.repartition(4).orderBy(F.rand(5)), users.repartition(3), k=5, seed=1))
+    c = _lists(baselines.random_items(catalogue, users, k=5, seed=2))
     assert a == b
     assert a != c
     # Different users get different lists (the user id is part of the hash).
@@ -364,7 +361,7 @@ def test_random_items_are_roughly_uniform(spark):
     # smallest ids) puts 400 on one item; allow 20..60 (more than 3 standard deviations, sd = 6).
     train = spark.createDataFrame([(1, i) for i in range(10)], PAIRS)
     users = spark.createDataFrame([(u,) for u in range(400)], "user_id int")
-    counts = {r["item_id"]: r["count"] for r in E.random_items(train, users, k=1, seed=3).groupBy("item_id").count().collect()}
+    counts = {r["item_id"]: r["count"] for r in baselines.random_items(train, users, k=1, seed=3).groupBy("item_id").count().collect()}
     assert sorted(counts) == list(range(10))
     assert all(20 <= c <= 60 for c in counts.values()), counts
 
@@ -376,10 +373,10 @@ def test_random_items_are_independent_of_the_split_with_the_same_seed(spark):
     # Drawing by the split's own hash order would never (or always) pick a test item.
     rows = [(u, (u + 2 * j) % 40) for u in range(200) for j in range(20)]
     df = spark.createDataFrame(rows, PAIRS)
-    train, test = E.split_per_user_random(df, test_fraction=0.25, seed=42)
+    train, test = splits.split_per_user_random(df, test_fraction=0.25, seed=42)
     exclude = train.groupBy("user_id").agg(F.collect_list("item_id").alias("exclude"))
     users = test.select("user_id").distinct()
-    recs = E.random_items(df, users, k=5, seed=42, exclude=exclude)
-    got = E.ranking_metrics(recs, test, k=5, catalog_size=40)
+    recs = baselines.random_items(df, users, k=5, seed=42, exclude=exclude)
+    got = metrics.ranking_metrics(recs, test, k=5, catalog_size=40)
     assert got["users"] == 200
     assert 0.15 <= got["precision"] <= 0.25, got

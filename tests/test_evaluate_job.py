@@ -11,9 +11,9 @@ import dataclasses
 import pytest
 from pyspark.sql import functions as F
 
-from als_spark import evaluate as E
 from als_spark.config import ALSConfig, Config
 from als_spark.errors import ConfigError
+from als_spark.analysis import baselines, evaluate, metrics
 
 INTERACTIONS = "user_id int, item_id int, rating double, confidence double, timestamp long"
 
@@ -51,22 +51,22 @@ CFG = Config(als=ALSConfig(rank=4, max_iter=10, reg_param=0.01, alpha=1.0, seed=
 
 
 def test_run_evaluate_chronological_planted_groups(spark, interactions):
-    metrics, rows = E.run_evaluate(spark, interactions, CFG, k=2, test_fraction=0.25, split="chronological", seed=3)
-    assert metrics.schema == E.METRICS
-    assert [r["model"] for r in rows] == ["als", "popularity", "random"]
-    assert [r.asDict() for r in metrics.collect()] == rows
-    by_model = {r["model"]: r for r in rows}
-    for r in rows:
-        assert (r["k"], r["users"], r["split"], r["test_fraction"]) == (2, 9, "chronological", 0.25)
-        assert all(0.0 <= r[m] <= 1.0 for m in E.METRIC_NAMES), r
-    # The popularity row, computed by hand above.
-    pop = {key: by_model["popularity"][key] for key in POPULARITY}
-    assert pop == pytest.approx(POPULARITY)
-    # ALS recovers the two groups: a user's only unseen in-group items are its 2 test items, so its
-    # top 2 are exactly those: all metrics 1; coverage = the 14 test items (101..108, 201..206) of 16.
-    als = {key: by_model["als"][key] for key in POPULARITY}
-    assert als == pytest.approx({**{m: 1.0 for m in E.METRIC_NAMES}, "coverage": 14 / 16, "users": 9})
-    assert by_model["als"]["ndcg"] > by_model["popularity"]["ndcg"]
+    metrics_table, rows = evaluate.run_evaluate(spark, interactions, CFG, k=2, test_fraction=0.25, split="chronological", seed=3)
+    assert metrics_table.schema == metrics.METRICS
+    # The table and the returned rows, each against the numbers computed by hand.
+    for got in ([r.asDict() for r in metrics_table.collect()], rows):
+        assert [r["model"] for r in got] == ["als", "popularity", "random"]
+        by_model = {r["model"]: r for r in got}
+        for r in got:
+            assert (r["k"], r["users"], r["split"], r["test_fraction"]) == (2, 9, "chronological", 0.25)
+            assert all(0.0 <= r[m] <= 1.0 for m in metrics.METRIC_NAMES), r
+        # The popularity row, computed by hand above.
+        pop = {key: by_model["popularity"][key] for key in POPULARITY}
+        assert pop == pytest.approx(POPULARITY)
+        # ALS recovers the two groups: a user's only unseen in-group items are its 2 test items, so its
+        # top 2 are exactly those: all metrics 1; coverage = the 14 test items (101..108, 201..206) of 16.
+        als = {key: by_model["als"][key] for key in POPULARITY}
+        assert als == pytest.approx({**{m: 1.0 for m in metrics.METRIC_NAMES}, "coverage": 14 / 16, "users": 9})
 
 
 def test_run_evaluate_scores_als_with_the_configured_popularity_prior(spark, interactions):
@@ -75,14 +75,14 @@ def test_run_evaluate_scores_als_with_the_configured_popularity_prior(spark, int
     # (the only unseen A items) and B users two of 105..108 (count 5): the popularity row computed
     # by hand above, where the same ALS without the prior scores 1 everywhere.
     cfg = Config(als=CFG.als, recommend=dataclasses.replace(CFG.recommend, popularity_weight=100.0))
-    _, rows = E.run_evaluate(spark, interactions, cfg, k=2, test_fraction=0.25, split="chronological", seed=3,
+    _, rows = evaluate.run_evaluate(spark, interactions, cfg, k=2, test_fraction=0.25, split="chronological", seed=3,
                              baselines=())
     assert [r["model"] for r in rows] == ["als"]
     assert {key: rows[0][key] for key in POPULARITY} == pytest.approx(POPULARITY)
 
 
 def test_run_evaluate_random_split_only_popularity(spark, interactions):
-    metrics, rows = E.run_evaluate(
+    metrics, rows = evaluate.run_evaluate(
         spark, interactions.drop("timestamp"), CFG, k=3, split="random", seed=5, baselines=("popularity",)
     )
     assert [r["model"] for r in rows] == ["als", "popularity"]
@@ -102,12 +102,12 @@ def test_run_evaluate_random_split_only_popularity(spark, interactions):
 )
 def test_run_evaluate_rejects_bad_arguments(spark, interactions, kwargs, message):
     with pytest.raises(ConfigError, match=message):
-        E.run_evaluate(spark, interactions, CFG, **kwargs)
+        evaluate.run_evaluate(spark, interactions, CFG, **kwargs)
 
 
 def test_run_evaluate_chronological_needs_timestamps(spark, interactions):
     with pytest.raises(ConfigError, match="timestamp"):
-        E.run_evaluate(spark, interactions.drop("timestamp"), CFG, split="chronological")
+        evaluate.run_evaluate(spark, interactions.drop("timestamp"), CFG, split="chronological")
 
 
 # --- exclude="rated": leave out what the user rated at any value, as recommend.exclude: rated ---
@@ -125,7 +125,7 @@ def test_rated_exclusions_random_split_all_ratings_but_the_test_items(spark):
     rated = spark.createDataFrame(
         [(1, 1, 5.0, 1), (1, 2, 4.0, 2), (1, 3, 5.0, 3), (1, 4, 2.0, 4), (1, 5, 1.0, 5),
          (2, 6, 4.0, 1), (2, 7, 3.0, 2), (3, 8, 2.0, 1)], RATED)
-    got = E.rated_exclusions(train, test, rated, split="random")
+    got = baselines.rated_exclusions(train, test, rated, split="random")
     # user 1: train 1, 2 plus the low-rated 4, 5 (test item 3 never); user 2: 6 and 7; user 3: only low ratings.
     assert _sorted(got) == [(1, [1, 2, 4, 5]), (2, [6, 7]), (3, [8])]
 
@@ -136,7 +136,7 @@ def test_rated_exclusions_chronological_split_only_ratings_before_the_first_test
     rated = spark.createDataFrame(
         [(1, 1, 5.0, 10), (1, 4, 2.0, 15), (1, 2, 4.0, 20), (1, 3, 5.0, 30), (1, 9, 2.0, 30), (1, 5, 1.0, 40),
          (2, 6, 4.0, 5), (2, 7, 3.0, 50)], RATED)
-    got = E.rated_exclusions(train, test, rated, split="chronological")
+    got = baselines.rated_exclusions(train, test, rated, split="chronological")
     # user 1: 4 (t=15) is known; 9 (t=30, same time as the first test item) and 5 (t=40) are not yet;
     # user 2 has no test item, so everything it rated is known.
     assert _sorted(got) == [(1, [1, 2, 4]), (2, [6, 7])]
@@ -148,7 +148,7 @@ def test_run_evaluate_exclude_rated_hides_low_rated_items_from_every_model(spark
     low = [(u, i, 1.0, 1000 * u - 1) for u in (7, 8) for i in range(101, 109)]
     low += [(9, i, 1.0, 1000 * 9 + 50) for i in (105, 106)]
     rated = interactions.select("user_id", "item_id", "rating", "timestamp").unionByName(spark.createDataFrame(low, RATED))
-    metrics, rows = E.run_evaluate(
+    metrics_table, rows = evaluate.run_evaluate(
         spark, interactions, CFG, k=2, test_fraction=0.25, split="chronological", seed=3,
         baselines=("popularity",), exclude="rated", rated=rated,
     )
@@ -157,11 +157,11 @@ def test_run_evaluate_exclude_rated_hides_low_rated_items_from_every_model(spark
     # excluded, so their unseen items are their 2 test items (201/202, 203/204): all 1. User 9 still
     # gets 105, 106 (5 > 2): 0. Coverage: 101..108 + 201..204 = 12 of 16.
     assert rows[1]["model"] == "popularity"
-    assert pop == pytest.approx({**{m: 8 / 9 for m in E.METRIC_NAMES}, "coverage": 12 / 16, "users": 9})
+    assert pop == pytest.approx({**{m: 8 / 9 for m in metrics.METRIC_NAMES}, "coverage": 12 / 16, "users": 9})
 
 
 def test_run_evaluate_exclude_rated_needs_the_ratings(spark, interactions):
     with pytest.raises(ConfigError, match="exclude='rated' needs the ratings"):
-        E.run_evaluate(spark, interactions, CFG, exclude="rated")
+        evaluate.run_evaluate(spark, interactions, CFG, exclude="rated")
     with pytest.raises(ConfigError, match="exclude must be one of train, rated"):
-        E.run_evaluate(spark, interactions, CFG, exclude="liked")
+        evaluate.run_evaluate(spark, interactions, CFG, exclude="liked")

@@ -1,8 +1,9 @@
 """Fault tolerance with real processes: an executor JVM killed with SIGKILL mid-run.
 
-On a standalone cluster (a master and two one-core workers on 127.0.0.1, as in
-``test_cluster.py``), the pipeline is submitted with ``spark-submit`` and, in the same run,
-two executor JVMs (``CoarseGrainedExecutorBackend``) are killed with ``kill -9``:
+On the standalone cluster that ``test_cluster.py`` also uses (the session's
+``standalone_cluster`` fixture: a master and two one-core workers on 127.0.0.1), the pipeline
+is submitted with ``spark-submit`` and, in the same run, two executor JVMs
+(``CoarseGrainedExecutorBackend``) are killed with ``kill -9``:
 
 * during ALS training: after the fit has written its first checkpoint, the moment the
   driver starts a task on that executor;
@@ -41,31 +42,25 @@ import pandas as pd
 import pytest
 
 from als_spark import model
-from als_spark.package import build_zip
 from spark_services import (
-    ROOT, RUN_TIMEOUT, SETTINGS, SPARK_HOME, TABLES, Cluster, Driver, local_reference, process_table,
-    python_without_als_spark, read_event_log, read_table, running_cluster, spark_env,
+    RUN_TIMEOUT, SETTINGS, TABLES, Cluster, Driver, Shipped, process_table, read_event_log, read_table, spark_env,
+    submit_command,
 )
+
 
 @dataclasses.dataclass
 class Setup:
     base: Path
     data: Path
     reference: Path  #: the undisturbed run's output
-    python: Path
-    package: Path
+    shipped: Shipped
     cluster: Cluster
 
 
 @pytest.fixture(scope="module")
-def setup(spark, tmp_path_factory):
-    """One cluster for the module, the package zip, the Python executors run, and the reference output."""
-    base = tmp_path_factory.mktemp("faults")
-    data, reference = local_reference(spark, tmp_path_factory.mktemp("reference"))
-    python = python_without_als_spark(base)
-    package = build_zip(base / "dist")
-    with running_cluster(base / "cluster") as cluster:
-        yield Setup(base, data, reference, python, package, cluster)
+def setup(standalone_cluster, shipped, reference_run, tmp_path_factory):
+    """The shared cluster, the package zip and the Python executors run, and the reference output."""
+    return Setup(tmp_path_factory.mktemp("faults"), reference_run.data, reference_run.output, shipped, standalone_cluster)
 
 
 @dataclasses.dataclass
@@ -81,28 +76,14 @@ def submit(setup: Setup, name: str, *conf: str) -> Run:
     """Start ``jobs/run.py`` on the cluster with the reference's data and settings, logging events."""
     events, out = setup.base / f"{name}-events", setup.base / f"{name}-out"
     events.mkdir()
-    command = [
-        str(SPARK_HOME / "bin" / "spark-submit"),
-        "--master", setup.cluster.url,
-        "--py-files", str(setup.package),
-        "--conf", f"spark.pyspark.python={setup.python}",
-        "--conf", "spark.driver.host=127.0.0.1",
-        "--conf", "spark.driver.bindAddress=127.0.0.1",
-        "--conf", "spark.executor.memory=1g",
-        "--conf", "spark.cores.max=2",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.sql.shuffle.partitions=2",
+    command = submit_command(
+        setup.cluster.url, setup.shipped,
         # one plain JSON file per application, read after the run
-        "--conf", "spark.eventLog.enabled=true",
-        "--conf", f"spark.eventLog.dir=file:{events}",
-        "--conf", "spark.eventLog.compress=false",
-        "--conf", "spark.eventLog.rolling.enabled=false",
-        *[arg for c in conf for arg in ("--conf", c)],
-        str(ROOT / "jobs" / "run.py"),
-        "--input", str(setup.data), "--output", str(out), *SETTINGS,
-        "--set", f"als.checkpoint_dir={setup.base / f'{name}-checkpoints'}",
-        "--log-level", "INFO",
-    ]
+        "spark.eventLog.enabled=true", f"spark.eventLog.dir=file:{events}", "spark.eventLog.compress=false",
+        "spark.eventLog.rolling.enabled=false", *conf,
+        args=["--input", str(setup.data), "--output", str(out), *SETTINGS,
+              "--set", f"als.checkpoint_dir={setup.base / f'{name}-checkpoints'}", "--log-level", "INFO"],
+    )
     driver = Driver(command, cwd=setup.base, env=spark_env(setup.base), log=setup.base / f"{name}-driver.log")
     run = Run(name, driver, out, events)
     line = driver.lines[driver.wait_for(r"Connected to Spark cluster with app ID (app-\S+)")]
@@ -372,6 +353,10 @@ def test_run_that_lost_executors_publishes_the_undisturbed_tables(setup, faulted
     assert_no_process_left(setup.cluster, faulted.run.app, faulted.python)
 
 
+# --- the temporary checkpoint directories of killed runs (no cluster) --------------------------------
+
+
+@pytest.mark.unit
 def test_checkpoints_of_killed_runs_are_removed_at_the_next_start(tmp_path, monkeypatch):
     # A real driver process makes its temporary checkpoint directory and is killed with SIGKILL.
     monkeypatch.setenv("TMPDIR", str(tmp_path))
@@ -404,6 +389,7 @@ def test_checkpoints_of_killed_runs_are_removed_at_the_next_start(tmp_path, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([own.name, other.name])
 
 
+@pytest.mark.spark_unit
 def test_a_run_start_removes_abandoned_checkpoints(spark, tmp_path, monkeypatch):
     # checkpoint_dir() is where every run (run, train) gets its temporary directory.
     import tempfile
@@ -423,6 +409,7 @@ def test_a_run_start_removes_abandoned_checkpoints(spark, tmp_path, monkeypatch)
     assert not local.exists()
 
 
+@pytest.mark.spark_unit
 def test_a_second_run_in_the_same_session_gets_a_new_directory_and_leaves_none(spark, tmp_path, monkeypatch):
     # bench, compare and notebooks run the pipeline more than once per session. Reusing the
     # first run's (removed) directory made Spark recreate it at the next checkpoint, and
@@ -438,8 +425,8 @@ def test_a_second_run_in_the_same_session_gets_a_new_directory_and_leaves_none(s
         spark.range(3).checkpoint()
     with model.checkpoint_dir(spark) as second:
         assert Path(second.removeprefix("file:")).parent != Path(first.removeprefix("file:")).parent
-        spark.range(3).checkpoint()  # written under the second directory
-        assert list(Path(second.removeprefix("file:")).iterdir())
+        spark.range(3).checkpoint()  # written under the second directory: one RDD's checkpoint
+        assert [p.name.startswith("rdd-") for p in Path(second.removeprefix("file:")).iterdir()] == [True]
     assert list(tmp_path.iterdir()) == []
     # A directory someone else set is still used as it is.
     real_set(str(tmp_path / "mine"))

@@ -103,6 +103,7 @@ def test_rerun_with_the_same_arguments_gives_the_same_tables(spark, published, d
     assert json.loads(after["run.json"])["run_id"] != json.loads(before["run.json"])["run_id"]
 
 
+@pytest.mark.e2e  # a driver process killed, then a CLI process
 def test_killed_run_leaves_previous_outputs_and_next_run_cleans_up(published, data_file):
     before = _snapshot(published)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
@@ -135,6 +136,7 @@ def test_killed_run_leaves_previous_outputs_and_next_run_cleans_up(published, da
     assert json.loads((published / "run.json").read_text())["spark"]["quick_jit"] is True
 
 
+@pytest.mark.unit
 def test_exchange_swaps_directories_atomically_and_fallback_renames(tmp_path, monkeypatch):
     fs = publish._LocalFS()
     for name, content in (("old", "1"), ("new", "2")):
@@ -151,6 +153,7 @@ def test_exchange_swaps_directories_atomically_and_fallback_renames(tmp_path, mo
     assert sorted(os.listdir(tmp_path)) == ["old"]
 
 
+@pytest.mark.spark_unit
 def test_publish_refuses_an_incomplete_staged_table(spark, tmp_path):
     out = tmp_path / "out"
     publisher = publish.Publisher(spark, str(out), "r1")

@@ -7,6 +7,7 @@ The planted data: three taste groups of 8 users; every user likes (rating 4 or 5
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -15,11 +16,10 @@ import sys
 import pytest
 import yaml
 
-from als_spark import evaluate as E
 from als_spark import feedback, model
-from als_spark import tune as T
 from als_spark.config import ALSConfig, Config, build_config, load_config
 from als_spark.errors import ConfigError
+from als_spark.analysis import evaluate, metrics, splits, trials, tune, tune_report, tune_spec
 
 RATINGS = "user_id int, item_id int, rating double, timestamp long"
 GROUPS = {0: range(1, 9), 1: range(11, 19), 2: range(21, 29)}  # users of each group
@@ -40,43 +40,50 @@ def _ratings():
 
 
 def test_grid_enumerates_exactly_the_product_in_key_order():
-    spec = T.parse_spec({"tune": {"method": "grid", "space": {
+    spec = tune_spec.parse_spec({"tune": {"method": "grid", "space": {
         "als.rank": [8, 16, 32], "als.reg_param": [0.1, 1], "ingest.confidence": ["rating", "binary"],
         "recommend.popularity_weight": [0, 0.1]}}})
     expected = [
         {"als.rank": r, "als.reg_param": p, "ingest.confidence": c, "recommend.popularity_weight": w}
         for r, p, c, w in itertools.product([8, 16, 32], [0.1, 1.0], ["rating", "binary"], [0.0, 0.1])
     ]
-    assert T.trials(spec) == expected  # 24 = 3 * 2 * 2 * 2, the last key varying fastest
+    assert tune_spec.trials(spec) == expected  # 24 = 3 * 2 * 2 * 2, the last key varying fastest
     # YAML's int 1 (or 0) for a float key is stored as the configuration stores it.
-    assert all(isinstance(t["als.reg_param"], float) for t in T.trials(spec))
-    assert all(isinstance(t["recommend.popularity_weight"], float) for t in T.trials(spec))
+    assert all(isinstance(t["als.reg_param"], float) for t in tune_spec.trials(spec))
+    assert all(isinstance(t["recommend.popularity_weight"], float) for t in tune_spec.trials(spec))
 
 
 def test_random_search_is_deterministic_by_seed_and_stays_in_the_space():
     space = {"als.rank": [16, 32, 64, 128], "als.reg_param": [0.01, 0.1, 1, 10], "als.alpha": [1, 5, 10, 40],
              "als.max_iter": [10, 15, 20], "ingest.confidence": ["rating", "binary"]}
-    spec = T.parse_spec({"method": "random", "n_trials": 25, "seed": 7, "space": space})
-    first = T.trials(spec)
-    assert first == T.trials(T.parse_spec({"method": "random", "n_trials": 25, "seed": 7, "space": space}))
-    assert first != T.trials(T.parse_spec({"method": "random", "n_trials": 25, "seed": 8, "space": space}))
+    spec = tune_spec.parse_spec({"method": "random", "n_trials": 25, "seed": 7, "space": space})
+    first = tune_spec.trials(spec)
+    assert first == tune_spec.trials(tune_spec.parse_spec({"method": "random", "n_trials": 25, "seed": 7, "space": space}))
+    assert first != tune_spec.trials(tune_spec.parse_spec({"method": "random", "n_trials": 25, "seed": 8, "space": space}))
     assert len(first) == 25
     assert len({tuple(t.values()) for t in first}) == 25  # lists only: distinct points
     for t in first:
         assert all(t[key] in space[key] for key in space)
     # Asking for more trials than the product has gives the whole product, once.
-    small = T.parse_spec({"method": "random", "n_trials": 50, "space": {"als.rank": [4, 8], "als.alpha": [1, 2, 3]}})
-    drawn = T.trials(small)
+    small = tune_spec.parse_spec({"method": "random", "n_trials": 50, "space": {"als.rank": [4, 8], "als.alpha": [1, 2, 3]}})
+    drawn = tune_spec.trials(small)
     assert sorted(tuple(t.values()) for t in drawn) == sorted(itertools.product([4, 8], [1.0, 2.0, 3.0]))
 
 
 def test_random_search_with_ranges():
-    spec = T.parse_spec({"method": "random", "n_trials": 40, "seed": 3, "space": {
+    spec = tune_spec.parse_spec({"method": "random", "n_trials": 40, "seed": 3, "space": {
         "als.reg_param": {"low": 0.1, "high": 100, "log": True},
         "als.rank": {"low": 8, "high": 64},
         "ingest.confidence": ["rating", "binary"]}})
-    drawn = T.trials(spec)
-    assert drawn == T.trials(spec) and len(drawn) == 40
+    drawn = tune_spec.trials(spec)
+    assert len(drawn) == 40
+    # deterministic by seed: the same draws from the spec parsed anew, other draws with another seed
+    again = tune_spec.parse_spec({"method": "random", "n_trials": 40, "seed": 3, "space": {
+        "als.reg_param": {"low": 0.1, "high": 100, "log": True},
+        "als.rank": {"low": 8, "high": 64},
+        "ingest.confidence": ["rating", "binary"]}})
+    assert tune_spec.trials(again) == drawn
+    assert tune_spec.trials(dataclasses.replace(again, seed=4)) != drawn
     for t in drawn:
         assert 0.1 <= t["als.reg_param"] <= 100
         assert isinstance(t["als.rank"], int) and 8 <= t["als.rank"] <= 64
@@ -84,13 +91,18 @@ def test_random_search_with_ranges():
     # log-uniform over 0.1..100: about a third of the draws below 1 (a uniform draw: 0.9 %)
     assert 5 <= sum(t["als.reg_param"] < 1 for t in drawn) <= 25
     # every trial is a valid configuration
-    assert all(T.trial_config(BASE, t).als.reg_param == t["als.reg_param"] for t in drawn)
+    assert all(tune_spec.trial_config(BASE, t).als.reg_param == t["als.reg_param"] for t in drawn)
 
 
 def test_trial_config_sets_only_the_given_keys():
-    cfg = T.trial_config(BASE, {"als.rank": 32, "als.reg_param": 5, "ingest.confidence": "binary"})
-    assert cfg == build_config(BASE.to_dict(), ["als.rank=32", "als.reg_param=5", "ingest.confidence=binary"])
-    assert (cfg.als.rank, cfg.als.reg_param, cfg.ingest.confidence, cfg.als.seed) == (32, 5.0, "binary", 1)
+    cfg = tune_spec.trial_config(BASE, {"als.rank": 32, "als.reg_param": 5, "ingest.confidence": "binary"})
+    # BASE with those three values, written out: every other key (als.seed 1, max_iter 5, ...) as in BASE
+    assert cfg == Config(
+        ingest=dataclasses.replace(BASE.ingest, confidence="binary"),
+        als=ALSConfig(rank=32, max_iter=5, reg_param=5.0, alpha=1.0, seed=1, num_blocks=2),
+        recommend=BASE.recommend, similar=BASE.similar,
+    )
+    assert isinstance(cfg.als.reg_param, float)  # YAML's 5 stored as the float the key is
 
 
 @pytest.mark.parametrize(
@@ -118,23 +130,23 @@ def test_trial_config_sets_only_the_given_keys():
 )
 def test_bad_spec_is_a_config_error_naming_the_key(tree, message):
     with pytest.raises(ConfigError, match=message):
-        T.parse_spec(tree)
+        tune_spec.parse_spec(tree)
 
 
 def test_load_spec_reads_yaml_under_tune(tmp_path):
     f = tmp_path / "spec.yaml"
     f.write_text("tune:\n  method: random\n  n_trials: 3\n  space:\n    als.rank: [4, 8]\n  early_stop: {probe_iter: 2}\n")
-    spec = T.load_spec(f)
-    assert (spec.method, spec.n_trials, spec.space, spec.early_stop) == ("random", 3, {"als.rank": (4, 8)}, T.EarlyStop(2, 0.01))
-    assert T.parse_spec(spec.to_dict()) == spec
+    spec = tune_spec.load_spec(f)
+    assert (spec.method, spec.n_trials, spec.space, spec.early_stop) == ("random", 3, {"als.rank": (4, 8)}, tune_spec.EarlyStop(2, 0.01))
+    assert tune_spec.parse_spec(spec.to_dict()) == spec
     with pytest.raises(ConfigError, match="tune spec file not found"):
-        T.load_spec(tmp_path / "missing.yaml")
+        tune_spec.load_spec(tmp_path / "missing.yaml")
 
 
 def test_plot_is_skipped_with_a_warning_without_matplotlib(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails as if not installed
-    trial = T.Trial(1, {"als.rank": 4}, BASE, T.STATUS_OK, 0.5, None, {}, 6, 1.0)
-    assert T.plot_png([trial], ["als.rank"], metric="ndcg", k=2) is None
+    trial = trials.Trial(1, {"als.rank": 4}, BASE, trials.STATUS_OK, 0.5, None, {}, 6, 1.0)
+    assert tune_report.plot_png([trial], ["als.rank"], metric="ndcg", k=2) is None
     assert "matplotlib is not installed" in caplog.text
 
 
@@ -148,13 +160,13 @@ def test_early_stop_abandons_trials_below_the_best_probe_minus_margin(spark):
 
     def score(cfg):
         calls.append((cfg.als.rank, cfg.als.max_iter))
-        return {**{m: 0.0 for m in E.METRIC_NAMES}, "ndcg": scripted[cfg.als.rank, cfg.als.max_iter], "users": 24}
+        return {**{m: 0.0 for m in metrics.METRIC_NAMES}, "ndcg": scripted[cfg.als.rank, cfg.als.max_iter], "users": 24}
 
-    spec = T.parse_spec({"space": {"als.rank": [2, 3, 4], "als.max_iter": [5]},
+    spec = tune_spec.parse_spec({"space": {"als.rank": [2, 3, 4], "als.max_iter": [5]},
                          "early_stop": {"probe_iter": 2, "margin": 0.01}})
-    planned = [(p, T.trial_config(BASE, p)) for p in T.trials(spec)]
-    planned.append(({"als.rank": 5, "als.max_iter": 2}, T.trial_config(BASE, {"als.rank": 5, "als.max_iter": 2})))
-    done = T.run_trials(planned, spec, score, k=2)
+    planned = [(p, tune_spec.trial_config(BASE, p)) for p in tune_spec.trials(spec)]
+    planned.append(({"als.rank": 5, "als.max_iter": 2}, tune_spec.trial_config(BASE, {"als.rank": 5, "als.max_iter": 2})))
+    done = trials.run_trials(planned, spec, score, k=2)
     # rank 2: first probe (0.50) is the best probe -> full fit 0.60.
     # rank 3: probe 0.45 < 0.50 - 0.01 -> stopped (its full fit, 0.99, is never run).
     # rank 4: probe 0.495 >= 0.49 -> full fit 0.55.
@@ -162,29 +174,29 @@ def test_early_stop_abandons_trials_below_the_best_probe_minus_margin(spark):
     assert calls == [(2, 2), (2, 5), (3, 2), (4, 2), (4, 5), (5, 2)]
     assert [(t.status, t.objective, t.probe_objective, t.iterations) for t in done] == [
         ("ok", 0.60, 0.50, 5), ("stopped", None, 0.45, 2), ("ok", 0.55, 0.495, 5), ("ok", 0.7, 0.7, 2)]
-    assert T.best_trial(done).number == 4
-    board = T.leaderboard(spark, done, metric="ndcg", k=2).collect()
+    assert trials.best_trial(done).number == 4
+    board = tune_report.leaderboard(spark, done, metric="ndcg", k=2).collect()
     assert [(r.position, r.trial, r.status) for r in board] == [(1, 4, "ok"), (2, 1, "ok"), (3, 3, "ok"), (4, 2, "stopped")]
     assert board[3].objective is None and board[3].ndcg is None and board[3].probe_objective == 0.45
     # Without early_stop every trial runs once, in full.
     calls.clear()
-    plain = T.parse_spec({"space": {"als.rank": [2, 3]}})
-    T.run_trials([(p, T.trial_config(BASE, p)) for p in T.trials(plain)], plain, score, k=2)
+    plain = tune_spec.parse_spec({"space": {"als.rank": [2, 3]}})
+    trials.run_trials([(p, tune_spec.trial_config(BASE, p)) for p in tune_spec.trials(plain)], plain, score, k=2)
     assert calls == [(2, 5), (3, 5)]  # BASE.als.max_iter
 
 
 def test_repeats_average_the_metrics_over_consecutive_als_seeds():
-    spec = T.parse_spec({"space": {"als.rank": [2]}, "repeats": 3})
+    spec = tune_spec.parse_spec({"space": {"als.rank": [2]}, "repeats": 3})
     seeds = []
 
     def score(cfg):
         seeds.append(cfg.als.seed)
         value = {1: 0.2, 2: 0.3, 3: 0.4}[cfg.als.seed]
-        return {**{m: value for m in E.METRIC_NAMES}, "users": 24}
+        return {**{m: value for m in metrics.METRIC_NAMES}, "users": 24}
 
-    metrics = T._repeated(score, BASE, spec)  # BASE has als.seed 1
+    averaged = trials.repeated(score, BASE, spec)  # BASE has als.seed 1
     assert seeds == [1, 2, 3]
-    assert metrics == pytest.approx({**{m: 0.3 for m in E.METRIC_NAMES}, "users": 24, "objective_std": 0.1})
+    assert averaged == pytest.approx({**{m: 0.3 for m in metrics.METRIC_NAMES}, "users": 24, "objective_std": 0.1})
 
 
 # --- the popularity prior reaches the trial's scoring -------------------------------------------
@@ -212,13 +224,13 @@ PRIOR_EXPECTED = {
 def test_a_trial_scores_its_lists_with_its_popularity_weight(spark, weight):
     fit = spark.createDataFrame([(u, i, 5.0) for u, i in PRIOR_FIT], "user_id int, item_id int, rating double")
     validation = spark.createDataFrame(PRIOR_VALIDATION, "user_id int, item_id int")
-    data = T._Validation(
+    data = tune.ValidationData(
         fit_ratings=fit, validation=validation, users=validation.select("user_id").distinct(),
         exclude=feedback.items_per_user(fit), catalog_size=4, n_users=3,
     )
-    cfg = T.trial_config(BASE, {"als.rank": 2, "recommend.popularity_weight": weight})
+    cfg = tune_spec.trial_config(BASE, {"als.rank": 2, "recommend.popularity_weight": weight})
     try:
-        metrics = T._fit_and_score(spark, data, cfg, k=2)
+        metrics = tune.fit_and_score(spark, data, cfg, k=2)
     finally:
         data.release()
     assert metrics == pytest.approx(PRIOR_EXPECTED[weight])
@@ -233,7 +245,7 @@ def tuned(spark, tmp_path_factory):
     ratings = spark.createDataFrame(_ratings(), RATINGS).cache()
     seen = {"search_fit": set(), "search_scored": set(), "test_scored": set()}
     phase = ["search"]
-    real_fit, real_metrics, real_evaluate = model.fit, E.ranking_metrics, E.run_evaluate
+    real_fit, real_metrics, real_evaluate = model.fit, metrics.ranking_metrics, evaluate.run_evaluate
 
     def pairs(df):
         return {(r[0], r[1]) for r in df.select("user_id", "item_id").collect()}
@@ -243,21 +255,23 @@ def tuned(spark, tmp_path_factory):
             seen["search_fit"] |= pairs(interactions)
         return real_fit(interactions, cfg, **kw)
 
-    def metrics(recs, test, **kw):
+    def scored(recs, test, **kw):
         seen[f"{phase[0]}_scored"] |= pairs(test)
         return real_metrics(recs, test, **kw)
 
-    def evaluate(*args, **kw):
+    def evaluated(*args, **kw):
         phase[0] = "test"
         return real_evaluate(*args, **kw)
 
-    spec = T.parse_spec({"method": "grid", "space": {"als.rank": [1, 4]}})
+    spec = tune_spec.parse_spec({"method": "grid", "space": {"als.rank": [1, 4]}})
     out = tmp_path_factory.mktemp("tune")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(model, "fit", fit)
-        mp.setattr(E, "ranking_metrics", metrics)
-        mp.setattr(E, "run_evaluate", evaluate)
-        result = T.run_tune(spark, ratings, BASE, str(out), spec=spec, k=2, seed=42, baselines=("popularity",))
+        # the search scores through tune's ranking_metrics, the test evaluation through evaluate's
+        mp.setattr(tune, "ranking_metrics", scored)
+        mp.setattr(evaluate, "ranking_metrics", scored)
+        mp.setattr(tune, "run_evaluate", evaluated)
+        result = tune.run_tune(spark, ratings, BASE, str(out), spec=spec, k=2, seed=42, baselines=("popularity",))
     return result, out, seen, ratings
 
 
@@ -265,7 +279,7 @@ def test_run_tune_leaderboard_best_row_is_the_max_objective(spark, tuned):
     result, out, _, _ = tuned
     board = spark.read.parquet(str(out / "leaderboard"))
     # (Parquet makes every column nullable.)
-    assert [(f.name, f.dataType) for f in board.schema] == [(f.name, f.dataType) for f in T.LEADERBOARD]
+    assert [(f.name, f.dataType) for f in board.schema] == [(f.name, f.dataType) for f in tune_report.LEADERBOARD]
     rows = board.orderBy("position").collect()
     assert [r.position for r in rows] == [1, 2]
     assert sorted((r.als_rank, r.als_reg_param, r.ingest_confidence) for r in rows) == [(1, 0.01, "rating"), (4, 0.01, "rating")]
@@ -296,16 +310,17 @@ def test_run_tune_writes_plot_summary_and_test_metrics(spark, tuned):
         assert not (out / "tune.png").exists() and "tune.png" not in result.outputs
     else:
         assert (out / "tune.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    metrics = spark.read.parquet(str(out / "test_metrics"))
-    assert [(f.name, f.dataType) for f in metrics.schema] == [(f.name, f.dataType) for f in E.METRICS]
-    assert [r.asDict() for r in metrics.collect()] == result.test_metrics
-    assert [r["model"] for r in result.test_metrics] == ["tuned", "popularity"]
-    assert all(r["users"] == 24 and r["k"] == 2 for r in result.test_metrics)
-    # On test, a user's only unseen in-group items are its 2 test items (6 of 8 are in train and
-    # excluded), so a model that separates the groups scores 1 (as in test_evaluate_job.py).
-    by_model = {r["model"]: r for r in result.test_metrics}
-    assert by_model["tuned"]["ndcg"] == pytest.approx(1.0)
-    assert by_model["popularity"]["ndcg"] < 0.5
+    metrics_table = spark.read.parquet(str(out / "test_metrics"))
+    assert [(f.name, f.dataType) for f in metrics_table.schema] == [(f.name, f.dataType) for f in metrics.METRICS]
+    # The written table and the returned rows, each against what the planted data gives.
+    for rows in ([r.asDict() for r in metrics_table.collect()], result.test_metrics):
+        assert [r["model"] for r in rows] == ["tuned", "popularity"]
+        assert all((r["users"], r["k"], r["split"], r["test_fraction"]) == (24, 2, "random", 0.25) for r in rows)
+        # On test, a user's only unseen in-group items are its 2 test items (6 of 8 are in train and
+        # excluded), so a model that separates the groups scores 1 (as in test_evaluate_job.py).
+        by_model = {r["model"]: r for r in rows}
+        assert by_model["tuned"]["ndcg"] == pytest.approx(1.0)
+        assert by_model["popularity"]["ndcg"] < 0.5
     summary = result.summary
     assert summary["best"]["trial"] == result.best.number and summary["trials"] == 2
     assert summary["validation_split"] == {"fraction_of_train": 0.25, "seed": 43}
@@ -313,54 +328,55 @@ def test_run_tune_writes_plot_summary_and_test_metrics(spark, tuned):
 
 def test_run_tune_search_never_sees_the_test_split(spark, tuned):
     _, _, seen, ratings = tuned
-    train, test = E.split_per_user_random(ratings, test_fraction=0.25, seed=42)
+    train, test = splits.split_per_user_random(ratings, test_fraction=0.25, seed=42)
     train_pairs = {(r[0], r[1]) for r in train.collect()}
     test_pairs = {(r[0], r[1]) for r in test.collect()}
     assert len(test_pairs) == 24 * 2 and len(train_pairs) == 24 * 6
     # Every ALS fit of the search saw only train pairs; its scoring only train pairs (the validation ones).
-    assert seen["search_fit"] and seen["search_scored"]
+    assert (len(seen["search_fit"]), len(seen["search_scored"])) == (24 * 4, 24 * 2)  # 4 fit + 2 validation per user
     assert not seen["search_fit"] & test_pairs
     assert not seen["search_scored"] & test_pairs
-    # Fit and validation partition the train side: 4 + 2 pairs per user.
+    # Fit and validation partition the train side.
     assert seen["search_fit"] | seen["search_scored"] == train_pairs
-    assert len(seen["search_scored"]) == 24 * 2
     # The final evaluation did score on the test split (so the recording works).
     assert seen["test_scored"] == test_pairs
 
 
 def test_run_tune_tests_the_best_then_the_compared_configs_then_the_baselines(spark, tmp_path, monkeypatch):
     # The search and the evaluation are stubbed: this checks what run_tune asks for and writes.
-    best_cfg = T.trial_config(BASE, {"als.rank": 8})
-    trial = T.Trial(1, {"als.rank": 8}, best_cfg, T.STATUS_OK, 0.4, None,
-                    {**{m: 0.4 for m in E.METRIC_NAMES}, "users": 24}, 5, 1.0)
-    monkeypatch.setattr(T, "search", lambda *a, **kw: [trial])
+    best_cfg = tune_spec.trial_config(BASE, {"als.rank": 8})
+    trial = trials.Trial(1, {"als.rank": 8}, best_cfg, trials.STATUS_OK, 0.4, None,
+                    {**{m: 0.4 for m in metrics.METRIC_NAMES}, "users": 24}, 5, 1.0)
+    monkeypatch.setattr(tune, "search", lambda *a, **kw: [trial])
     calls = []
 
     def run_evaluate(spark_, interactions, cfg, *, k, test_fraction, split, seed, baselines):
         calls.append((cfg.als.rank, k, test_fraction, split, seed, tuple(baselines)))
-        row = {"k": k, **{m: cfg.als.rank / 100 for m in E.METRIC_NAMES}, "users": 24, "split": split,
+        row = {"k": k, **{m: cfg.als.rank / 100 for m in metrics.METRIC_NAMES}, "users": 24, "split": split,
                "test_fraction": test_fraction}
-        return None, [{"model": name, **row} for name in (E.ALS_MODEL, *baselines)]
+        return None, [{"model": name, **row} for name in (evaluate.ALS_MODEL, *baselines)]
 
-    monkeypatch.setattr(E, "run_evaluate", run_evaluate)
+    monkeypatch.setattr(tune, "run_evaluate", run_evaluate)
     seed_cfg = build_config({"als": {"rank": 50}})
-    spec = T.parse_spec({"space": {"als.rank": [8]}})
+    spec = tune_spec.parse_spec({"space": {"als.rank": [8]}})
     ratings = spark.createDataFrame(_ratings(), RATINGS)
-    result = T.run_tune(spark, ratings, BASE, str(tmp_path), spec=spec, k=3, seed=7, compare={"seed-notebook": seed_cfg})
+    result = tune.run_tune(spark, ratings, BASE, str(tmp_path), spec=spec, k=3, seed=7, compare={"seed-notebook": seed_cfg})
     # The best once with the baselines, each compared configuration once without them; same split.
     assert calls == [(8, 3, 0.25, "random", 7, ("popularity", "random")), (50, 3, 0.25, "random", 7, ())]
-    assert [(r["model"], r["ndcg"]) for r in result.test_metrics] == [
-        ("tuned", 0.08), ("seed-notebook", 0.5), ("popularity", 0.08), ("random", 0.08)]
-    written = spark.read.parquet(str(tmp_path / "test_metrics")).collect()
-    assert [r.asDict() for r in written] == result.test_metrics
+    # The stub's rows (every metric = rank / 100), the best renamed "tuned", then the compared, then the baselines.
+    expected = [{"model": model_name, "k": 3, **{m: value for m in metrics.METRIC_NAMES}, "users": 24, "split": "random",
+                 "test_fraction": 0.25}
+                for model_name, value in [("tuned", 0.08), ("seed-notebook", 0.5), ("popularity", 0.08), ("random", 0.08)]]
+    assert result.test_metrics == expected
+    assert [r.asDict() for r in spark.read.parquet(str(tmp_path / "test_metrics")).collect()] == expected
     assert json.loads((tmp_path / "tune.json").read_text())["test_split"] == {"method": "random", "test_fraction": 0.25, "seed": 7}
     assert load_config(tmp_path / "best.yaml") == best_cfg
 
 
 def test_run_tune_rejects_a_validation_seed_equal_to_the_test_seed(spark):
-    spec = T.parse_spec({"space": {"als.rank": [2]}})
+    spec = tune_spec.parse_spec({"space": {"als.rank": [2]}})
     ratings = spark.createDataFrame(_ratings(), RATINGS)
     with pytest.raises(ConfigError, match="validation_seed must differ"):
-        T.run_tune(spark, ratings, BASE, "unused", spec=spec, seed=5, validation_seed=5)
+        tune.run_tune(spark, ratings, BASE, "unused", spec=spec, seed=5, validation_seed=5)
     with pytest.raises(ConfigError, match="compare 'x': ingest.min_rating"):
-        T.run_tune(spark, ratings, BASE, "unused", spec=spec, compare={"x": build_config({"ingest": {"min_rating": 3}})})
+        tune.run_tune(spark, ratings, BASE, "unused", spec=spec, compare={"x": build_config({"ingest": {"min_rating": 3}})})

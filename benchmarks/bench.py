@@ -1,6 +1,7 @@
 """Benchmark: our pipeline, the tutorial way, and the `implicit` library, side by side in one process.
 
-``als-spark bench`` runs, on one dataset and configuration, ``repeat`` times each:
+``python benchmarks/bench.py`` runs, on one dataset and configuration, ``repeat`` times each
+(its peers come with the extra ``bench``: ``pip install -e '.[bench]'``):
 
 * **als-spark**: :func:`als_spark.pipeline.run_all` into a scratch directory, with its stage timings;
 * **naive**: the pipeline as tutorials write it — default ALS block counts and 200 shuffle
@@ -28,25 +29,27 @@ import statistics
 import tempfile
 import time
 from dataclasses import replace
-from typing import Any, Callable
+import sys
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from als_spark import feedback, model, pipeline, runinfo, session
+from als_spark.analysis.progress import difference_per_iteration
+from als_spark.analysis.reports import md_table
 from als_spark import schema as S
 from als_spark.config import Config
+from als_spark.runinfo import Timer
 
 log = logging.getLogger(__name__)
 
 
-def _timed(timings: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
-    start = time.perf_counter()
-    value = fn()
-    timings[name] = round(time.perf_counter() - start, 3)
-    log.info("bench: %s %.2f s", name, timings[name])
-    return value
+def _timed(timer: Timer, name: str, fn: Callable[[], Any]) -> Any:
+    """``fn()``, timed as stage ``name`` of ``timer``."""
+    with timer.stage(name):
+        return fn()
 
 
 # --- the tutorial way ------------------------------------------------------------------------
@@ -66,8 +69,9 @@ def _cosine_top_k_cross_join(factors: DataFrame, k: int, id_col: str, other_col:
 
 def run_naive(spark: SparkSession, ratings: DataFrame, cfg: Config, output: str) -> dict[str, float]:
     """The tutorial pipeline on already-read ``ratings``; returns seconds per stage."""
-    t: dict[str, float] = {}
-    previous = spark.conf.get("spark.sql.shuffle.partitions")
+    timer = Timer()
+    t = timer.seconds
+    previous = spark.conf.get("spark.sql.shuffle.partitions") or "200"
     spark.conf.set("spark.sql.shuffle.partitions", "200")  # what a tutorial session has
     try:
         interactions = feedback.to_interactions(ratings, cfg.ingest)
@@ -76,13 +80,14 @@ def run_naive(spark: SparkSession, ratings: DataFrame, cfg: Config, output: str)
         als = ALS(rank=cfg.als.rank, maxIter=cfg.als.max_iter, regParam=cfg.als.reg_param, alpha=cfg.als.alpha,
                   seed=cfg.als.seed, implicitPrefs=True, userCol=S.USER_ID, itemCol=S.ITEM_ID, ratingCol=S.CONFIDENCE)
         with model.checkpoint_dir(spark, cfg.als.checkpoint_dir):
-            fitted = _timed(t, "fit", lambda: als.fit(interactions))
+            fitted = _timed(timer, "fit", lambda: als.fit(interactions))
             n = cfg.recommend.top_n
 
             def recs() -> None:
                 seen = ratings.select(S.USER_ID, S.ITEM_ID)
-                most_seen = seen.groupBy(S.USER_ID).count().agg(F.max("count")).first()[0]
-                raw = fitted.recommendForAllUsers(n + int(most_seen)).select(
+                most_seen = seen.groupBy(S.USER_ID).count().agg(F.max("count")).first()
+                assert most_seen is not None  # a global aggregate has one row
+                raw = fitted.recommendForAllUsers(n + int(most_seen[0])).select(
                     S.USER_ID, F.explode("recommendations").alias("r")
                 ).select(S.USER_ID, F.col("r.item_id").alias(S.ITEM_ID), F.col("r.rating").alias(S.SCORE))
                 unseen = raw.join(seen, [S.USER_ID, S.ITEM_ID], "left_anti")
@@ -90,13 +95,13 @@ def run_naive(spark: SparkSession, ratings: DataFrame, cfg: Config, output: str)
                 top = unseen.withColumn(S.RANK, F.row_number().over(order)).where(F.col(S.RANK) <= n)
                 top.write.mode("overwrite").parquet(f"{output}/recommendations")
 
-            _timed(t, "recommend", recs)
+            _timed(timer, "recommend", recs)
             k = cfg.similar.top_k
             items = fitted.itemFactors.select(F.col("id").alias(S.ID), F.col("features").alias(S.FEATURES))
             users = fitted.userFactors.select(F.col("id").alias(S.ID), F.col("features").alias(S.FEATURES))
-            _timed(t, "similar_items", lambda: _cosine_top_k_cross_join(items, k, S.ITEM_ID, S.SIMILAR_ITEM_ID)
+            _timed(timer, "similar_items", lambda: _cosine_top_k_cross_join(items, k, S.ITEM_ID, S.SIMILAR_ITEM_ID)
                    .write.mode("overwrite").parquet(f"{output}/similar_items"))
-            _timed(t, "similar_users", lambda: _cosine_top_k_cross_join(users, k, S.USER_ID, S.SIMILAR_USER_ID)
+            _timed(timer, "similar_users", lambda: _cosine_top_k_cross_join(users, k, S.USER_ID, S.SIMILAR_USER_ID)
                    .write.mode("overwrite").parquet(f"{output}/similar_users"))
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", previous)
@@ -122,9 +127,12 @@ def run_implicit(
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
-    t: dict[str, float] = {}
+    timer = Timer()
+    t = timer.seconds
     n, k = cfg.recommend.top_n, cfg.similar.top_k
-    with threadpool_limits(limits=threads):
+    # implicit's own threads do the parallel work; it asks for a single-threaded BLAS beside them
+    # (and warns otherwise), so this is implicit at its best.
+    with threadpool_limits(limits=1, user_api="blas"):
         conf, uids, iids = _csr(interactions[S.USER_ID].to_numpy(), interactions[S.ITEM_ID].to_numpy(),
                                 interactions[S.CONFIDENCE].to_numpy())
         # the user's rated items, in the same user/item index space, for filtering
@@ -140,11 +148,11 @@ def run_implicit(
         )
         als = AlternatingLeastSquares(factors=cfg.als.rank, regularization=cfg.als.reg_param, alpha=cfg.als.alpha,
                                       iterations=cfg.als.max_iter, random_state=cfg.als.seed, num_threads=threads)
-        _timed(t, "fit", lambda: als.fit(conf, show_progress=False))
+        _timed(timer, "fit", lambda: als.fit(conf, show_progress=False))
         everyone = np.arange(conf.shape[0])
-        _timed(t, "recommend", lambda: als.recommend(everyone, rated[everyone], N=n, filter_already_liked_items=True))
-        _timed(t, "similar_items", lambda: als.similar_items(np.arange(conf.shape[1]), N=k + 1))
-        _timed(t, "similar_users", lambda: als.similar_users(everyone, N=k + 1))
+        _timed(timer, "recommend", lambda: als.recommend(everyone, rated[everyone], N=n, filter_already_liked_items=True))
+        _timed(timer, "similar_items", lambda: als.similar_items(np.arange(conf.shape[1]), N=k + 1))
+        _timed(timer, "similar_users", lambda: als.similar_users(everyone, N=k + 1))
         t["total"] = round(sum(t[s] for s in ("fit", "recommend", "similar_items", "similar_users")), 3)
         if spark_factors is not None:
             # the same top-k work on the factors Spark learned (rows aligned to implicit's indexes)
@@ -152,9 +160,9 @@ def run_implicit(
             als.user_factors = np.ascontiguousarray(user_f.loc[uids].to_numpy().tolist(), dtype=np.float32)
             als.item_factors = np.ascontiguousarray(item_f.loc[iids].to_numpy().tolist(), dtype=np.float32)
             als._user_norms = als._item_norms = None  # noqa: SLF001 - cached norms belong to the old factors
-            _timed(t, "recommend_same_factors", lambda: als.recommend(everyone, rated[everyone], N=n, filter_already_liked_items=True))
-            _timed(t, "similar_items_same_factors", lambda: als.similar_items(np.arange(conf.shape[1]), N=k + 1))
-            _timed(t, "similar_users_same_factors", lambda: als.similar_users(everyone, N=k + 1))
+            _timed(timer, "recommend_same_factors", lambda: als.recommend(everyone, rated[everyone], N=n, filter_already_liked_items=True))
+            _timed(timer, "similar_items_same_factors", lambda: als.similar_items(np.arange(conf.shape[1]), N=k + 1))
+            _timed(timer, "similar_users_same_factors", lambda: als.similar_users(everyone, N=k + 1))
     return t
 
 
@@ -251,13 +259,13 @@ def run_bench(
             # time per iteration: the difference between a full fit and a one-iteration fit
             interactions = spark.read.parquet(f"{out}/interactions").cache()
             interactions.count()
-            with model.checkpoint_dir(spark, cfg.als.checkpoint_dir):
-                start = time.perf_counter()
+            one_fit = Timer()
+            with model.checkpoint_dir(spark, cfg.als.checkpoint_dir), one_fit.stage("fit_1_iteration"):
                 model.fit(interactions, replace(cfg.als, max_iter=1))
-                one = time.perf_counter() - start
             full = result["timings_seconds"]["fit"]
             if cfg.als.max_iter > 1:
-                per_iteration.append(round((full - one) / (cfg.als.max_iter - 1), 3))
+                spi = difference_per_iteration(1, one_fit.seconds["fit_1_iteration"], cfg.als.max_iter, full)
+                per_iteration.append(round(spi, 3))
             if "implicit" in systems:
                 try:
                     import implicit  # noqa: F401
@@ -268,8 +276,9 @@ def run_bench(
                 else:
                     pdf = interactions.toPandas()
                     seen = (ratings if cfg.recommend.exclude == "rated" else interactions).select(S.USER_ID, S.ITEM_ID).toPandas()
-                    uf = spark.read.parquet(f"{out}/user_factors").toPandas().set_index(S.ID)[S.FEATURES]
-                    itf = spark.read.parquet(f"{out}/item_factors").toPandas().set_index(S.ID)[S.FEATURES]
+                    uf: Any = spark.read.parquet(f"{out}/user_factors").toPandas()
+                    itf: Any = spark.read.parquet(f"{out}/item_factors").toPandas()
+                    uf, itf = uf.set_index(S.ID)[S.FEATURES], itf.set_index(S.ID)[S.FEATURES]
                     results["implicit"].append(run_implicit(pdf, seen, cfg, model.parallelism(spark), (uf, itf)))
             ratings.unpersist()
             interactions.unpersist()
@@ -279,12 +288,12 @@ def run_bench(
             shutil.rmtree(scratch_dir, ignore_errors=True)
     medians = {s: _median(runs) for s, runs in results.items() if runs}
     ours = medians["als-spark"]
-    ratios = {}
+    ratios: dict[str, dict[str, float]] = {}
     for system, m in medians.items():
         if system == "als-spark":
             continue
         ratios[system] = {
-            stage: round(ours[stage] / m[stage], 3)
+            str(stage): round(ours[stage] / m[stage], 3)
             for stage in ("fit", "recommend", "similar_items", "similar_users", "total")
             if stage in m and stage in ours and m[stage] > 0
         }
@@ -325,17 +334,16 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['date']}, {report['machine']['cpus']} cores, {report['machine']['memory_gb']} GB, "
         f"Spark {report.get('versions', {}).get('spark')}, BLAS {report['blas']}, median of {report['repeat']}:",
         "",
-        "| stage | " + " | ".join(systems) + " |",
-        "|---|" + "---|" * len(systems),
     ]
-    for stage in stages:
-        if any(stage in medians[s] for s in systems):
-            lines.append(f"| {stage} | " + " | ".join(f"{medians[s][stage]:.2f}" if stage in medians[s] else "" for s in systems) + " |")
-    for stage in ("recommend", "similar_items", "similar_users"):
-        key = f"{stage}_same_factors"
-        if "implicit" in medians and key in medians["implicit"]:
-            lines.append(f"| {stage} (implicit on Spark's factors) | " + " | ".join(
-                f"{medians[s][key]:.2f}" if key in medians[s] else "" for s in systems) + " |")
+
+    def cells(key: str) -> list[str]:
+        return [f"{medians[s][key]:.2f}" if key in medians[s] else "" for s in systems]
+
+    rows = [[stage, *cells(stage)] for stage in stages if any(stage in medians[s] for s in systems)]
+    rows += [[f"{stage} (implicit on Spark's factors)", *cells(f"{stage}_same_factors")]
+             for stage in ("recommend", "similar_items", "similar_users")
+             if "implicit" in medians and f"{stage}_same_factors" in medians["implicit"]]
+    lines.append(md_table(["stage", *systems], rows).rstrip("\n"))
     lines += ["", "als-spark seconds / other system's seconds (below 1 = als-spark faster):", ""]
     for system, ratio in report["ratio_als_spark_to"].items():
         lines.append(f"- vs {system}: " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()))
@@ -343,3 +351,46 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append(f"ALS seconds per iteration (median): {report['als_seconds_per_iteration_median']}; "
                  f"peak memory MB: {json.dumps(report['peak_memory_mb'])}")
     return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python benchmarks/bench.py (--input PATH | --dataset ...) --output DIR [--repeat 3] [--systems ...]``."""
+    import argparse
+    import json
+    import sys
+
+    from als_spark.cli import options
+    from als_spark.errors import AlsSparkError, ConfigError
+
+    parser = argparse.ArgumentParser(prog="benchmarks/bench.py", description=__doc__.split("\n\n")[0])
+    options.add_input(parser)
+    options.add_common(parser)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per system; medians are reported (default 3)")
+    parser.add_argument("--systems", default="als-spark,naive,implicit",
+                        help="comma-separated subset of als-spark,naive,implicit (default: all)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        systems = tuple(x.strip() for x in args.systems.split(",") if x.strip())
+        if set(systems) - {"als-spark", "naive", "implicit"} or "als-spark" not in systems:
+            raise ConfigError(f"--systems must include als-spark and only als-spark, naive, implicit; got {args.systems!r}")
+        cfg = options.config(args)
+        # bench keeps the JVM's default JIT: its repeats warm one JVM anyway, and the quick JIT would
+        # slow the naive pipeline's cross joins it compares against (ML-100k similar_items 20.7 s vs 12.1 s).
+        spark = options.spark(args, sized=False)
+        report = run_bench(spark, options.source(args), cfg, repeat=args.repeat, systems=systems)
+    except AlsSparkError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return exc.exit_code
+    os.makedirs(args.output, exist_ok=True)
+    with open(os.path.join(args.output, "bench.json"), "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=2, default=str)
+    text = markdown(report)
+    with open(os.path.join(args.output, "bench.md"), "w", encoding="utf-8") as fh:
+        fh.write(text)
+    print("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

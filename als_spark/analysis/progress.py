@@ -33,6 +33,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, SparkSession
 
@@ -252,6 +253,42 @@ def cost_from(records: Sequence[FitRecord]) -> FitCost | None:
         seconds_per_iteration=max(slope, 1e-6), overhead_seconds=intercept,
         jobs_before=jobs_intercept, jobs_per_iteration=jobs_slope,
     )
+
+
+def difference_per_iteration(n_short: int, t_short: float, n_long: int, t_long: float) -> float:
+    """Seconds per iteration from a fit of ``n_short`` and one of ``n_long`` iterations.
+
+    ``(t_long - t_short) / (n_long - n_short)``: the fixed cost of a fit cancels.
+
+    >>> difference_per_iteration(1, 10.0, 15, 38.0)
+    2.0
+    """
+    if n_long == n_short:
+        raise ValueError(f"two fits of different lengths are needed, got {n_short} twice")
+    return (t_long - t_short) / (n_long - n_short)
+
+
+def seconds_per_iteration(calibration: Sequence[FitRecord], fits: Sequence[FitRecord]) -> tuple[float | None, str]:
+    """Seconds per iteration of one configuration and how it was measured.
+
+    When the seeded fits are at least 3 iterations longer than the longest
+    calibration fit: (median seeded fit - that fit) / the difference in
+    iterations, which cancels the fixed cost of a fit. Else the calibration
+    slope.
+    """
+    if fits and calibration:
+        longest = max(calibration, key=lambda r: r.iterations)
+        n = fits[0].iterations
+        if n >= longest.iterations + 3:
+            t = float(np.median([r.seconds for r in fits]))
+            return difference_per_iteration(longest.iterations, longest.seconds, n, t), (
+                f"(median {n}-iteration fit - {longest.iterations}-iteration fit) / {n - longest.iterations}"
+            )
+    cost = cost_from(calibration)
+    if cost is not None:
+        lengths = sorted({r.iterations for r in calibration})
+        return cost.seconds_per_iteration, f"slope of fits of {' and '.join(map(str, lengths))} iterations"
+    return None, "not measured"
 
 
 def _line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:

@@ -8,7 +8,7 @@ resume a fit (no warm start), so every count is a fresh fit and the total cost
 is the sum of the counts.
 
 :func:`run_converge` fits ``cfg`` at each count (same seed, same blocks),
-computes the same lists as :mod:`als_spark.compare` (``k`` similar users,
+computes the same lists as :mod:`als_spark.analysis.compare` (:mod:`als_spark.analysis.lists`) (``k`` similar users,
 ``k`` similar items, ``top_n`` recommendations) and compares them
 
 * from one count to the next (``step``): how much the lists still move;
@@ -19,8 +19,8 @@ computes the same lists as :mod:`als_spark.compare` (``k`` similar users,
   iterations change less than re-running with another seed would.
 
 With ``holdout`` (default) every fit is on the train side of a per-user random
-split (:func:`~als_spark.evaluate.split_per_user_random`) and scored on the
-held-out side with :func:`~als_spark.evaluate.ranking_metrics` (``@top_n``,
+split (:func:`~als_spark.analysis.splits.split_per_user_random`) and scored on the
+held-out side with :func:`~als_spark.analysis.metrics.ranking_metrics` (``@top_n``,
 train items excluded from the recommendations), so one fit per count gives
 both the lists and the metric; the lists are then those of a model trained on
 the train side. Without ``holdout`` the fits use all interactions and the
@@ -30,7 +30,7 @@ scores add the ``recommend.popularity_weight`` prior of the fitted interactions.
 The time per iteration is the least-squares slope of fit time against count
 over the calibration fits (1 and 3 iterations, after a warm-up) and the fits
 with the main seed (the fixed cost of a fit is the intercept), and each fit
-logs its progress and remaining time (:mod:`als_spark.progress`).
+logs its progress and remaining time (:mod:`als_spark.analysis.progress`).
 """
 
 from __future__ import annotations
@@ -38,20 +38,24 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
-import io
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, StructField, StructType
 
-from als_spark import agreement as A
-from als_spark import compare as C
-from als_spark import evaluate, feedback, model, progress
+from als_spark import caching, feedback, model
 from als_spark import schema as S
+from als_spark.analysis import agreement as A
+from als_spark.analysis import progress
+from als_spark.analysis.converge_report import SEED, STEP, TO_LAST, converge_markdown, plot_png
+from als_spark.analysis.fits import check_positive
+from als_spark.analysis.focus import Focus, focus_lists, resolve_focus
+from als_spark.analysis.lists import TABLE, TABLES, lists_of, pair_agreement, pair_means, recommendations_of, shape
+from als_spark.analysis.metrics import ranking_metrics
+from als_spark.analysis.splits import labelled_split, train_test
 from als_spark.config import Config
 from als_spark.errors import ConfigError
 from als_spark.recommend import popularity_prior
@@ -59,13 +63,12 @@ from als_spark.runinfo import Timer, blas_implementation
 
 log = logging.getLogger(__name__)
 
-STEP, TO_LAST, SEED = "step", "to_last", "seed"
 
 #: Agreement between the lists of two fits, per table (one row per table and compared pair of fits).
 CONVERGE_STEPS = StructType(
     [
         StructField("kind", StringType(), False),
-        StructField(C.TABLE, StringType(), False),
+        StructField(TABLE, StringType(), False),
         StructField("from_iter", IntegerType(), False),
         StructField("to_iter", IntegerType(), False),
         StructField("to_seed", IntegerType(), False),
@@ -117,9 +120,9 @@ def settled_at(steps: pd.DataFrame, seed_rows: pd.DataFrame, measure: str = "jac
     the lists more than a new seed would, or without a seed reference.
     """
     out: dict[str, int | None] = {}
-    for table in C.TABLES:
-        reference = seed_rows.loc[seed_rows[C.TABLE] == table, measure]
-        rows = steps[steps[C.TABLE] == table].sort_values("from_iter")
+    for table in TABLES:
+        reference = seed_rows.loc[seed_rows[TABLE] == table, measure]
+        rows = steps[steps[TABLE] == table].sort_values("from_iter")
         if reference.empty or rows.empty:
             out[table] = None
             continue
@@ -146,7 +149,7 @@ def run_converge(
     split_seed: int = 42,
     seed_reference: bool = True,
     rbo_p: float = A.DEFAULT_RBO_P,
-    focus: Sequence[C.Focus] = (),
+    focus: Sequence[Focus] = (),
     calibration: Sequence[int] = (1, 3),
     progress_interval: float = 30.0,
     timer: Timer | None = None,
@@ -155,43 +158,36 @@ def run_converge(
 
     ``ratings`` has ``user_id, item_id, rating`` (the validated input). See the
     module docstring. ``calibration``: short fits timed first
-    (:func:`~als_spark.progress.calibrate`), so that even the first long fit
+    (:func:`~als_spark.analysis.progress.calibrate`), so that even the first long fit
     logs its remaining time. Returns a :class:`ConvergeResult`; nothing is
     written.
     """
     counts = _check_iterations(iterations)
-    for name, value in (("k", k), ("top_n", top_n)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    check_positive(k=k, top_n=top_n)
     timer = timer or Timer()
     seed = cfg.als.seed
-    cached: list[DataFrame] = []
-
-    def keep(df: DataFrame) -> DataFrame:
-        cached.append(df.cache())
-        return df
-
-    try:
+    # Everything cached here is released when the block ends, whatever happens.
+    with caching.scope():
         with timer.stage("converge_prepare"):
-            interactions = keep(feedback.to_interactions(ratings, cfg.ingest))
-            focus_ids = [(f, C.resolve_focus(interactions, f)) for f in focus]
+            interactions = caching.cache(feedback.to_interactions(ratings, cfg.ingest))
+            focus_ids = [(f, resolve_focus(interactions, f)) for f in focus]
             test = None
+            exclude: DataFrame | None
             if holdout:
                 # split_per_user_random's split, labelled once (one window computation); both sides filter it
-                labelled = keep(evaluate.labelled_split(interactions, split="random", test_fraction=test_fraction,
+                labelled = caching.cache(labelled_split(interactions, split="random", test_fraction=test_fraction,
                                                         seed=split_seed))
-                train, test_rows = evaluate._parts(labelled)
+                train, test_rows = train_test(labelled)
                 data = train.select(S.USER_ID, S.ITEM_ID, S.CONFIDENCE)
                 test = test_rows.select(S.USER_ID, S.ITEM_ID)
-                exclude = keep(feedback.items_per_user(data))
+                exclude = caching.cache(feedback.items_per_user(data))
             else:
                 data = interactions
                 ex = feedback.exclusions(ratings, interactions, cfg.recommend.exclude)
-                exclude = keep(ex) if ex is not None else None
+                exclude = caching.cache(ex) if ex is not None else None
             prior = popularity_prior(data, cfg.recommend.popularity_weight)
-            prior = keep(prior) if prior is not None else None
-            row = data.agg(F.count(F.lit(1)), F.count_distinct(S.USER_ID), F.count_distinct(S.ITEM_ID)).first()
-            n_rows, n_users, n_items = int(row[0]), int(row[1]), int(row[2])
+            prior = caching.cache(prior) if prior is not None else None
+            n_rows, n_users, n_items = shape(data)
         par = model.parallelism(spark)
         blocks = cfg.als.num_blocks or par
         plan = [(n, seed) for n in counts] + ([(counts[-1], seed + 1)] if seed_reference else [])
@@ -213,7 +209,7 @@ def run_converge(
                         label=f"{n} iterations, seed {fit_seed} (fit {run + 1} of {len(plan)})", cost=cost,
                         interval=progress_interval,
                     )
-                    run_lists = keep(C.lists_of(fitted, run, k=k, top_n=top_n, exclude=exclude, item_prior=prior,
+                    run_lists = caching.cache(lists_of(fitted, run, k=k, top_n=top_n, exclude=exclude, item_prior=prior,
                                                 n_users=n_users, n_items=n_items, parallelism=par))
                     run_lists.count()
                     del fitted
@@ -223,7 +219,7 @@ def run_converge(
                 metrics: dict[str, Any] = {}
                 if test is not None:
                     with timer.stage(f"converge_score_{n}" + ("" if fit_seed == seed else f"_seed_{fit_seed}")):
-                        metrics = evaluate.ranking_metrics(C.recommendations_of(run_lists), test, k=top_n, catalog_size=n_items)
+                        metrics = ranking_metrics(recommendations_of(run_lists), test, k=top_n, catalog_size=n_items)
                     log.info("converge: %d iterations, seed %d: NDCG@%d = %.4f", n, fit_seed, top_n, metrics["ndcg"])
                 lists.append(run_lists)
                 runs.append({"run": run, "iterations": n, "seed": fit_seed, "seconds": record.seconds,
@@ -237,37 +233,29 @@ def run_converge(
             if seed_reference:
                 pairs[(main[-1]["run"], runs[-1]["run"])] = SEED
             all_lists = functools.reduce(DataFrame.unionByName, lists)
-            pairwise = C.pair_agreement(all_lists, list(pairs), rbo_p=rbo_p)
-            means = (
-                pairwise.groupBy(C.TABLE, "run_x", "run_y")
-                .agg(F.count(F.lit(1)).alias("entities"), F.avg("jaccard").alias("jaccard"), F.avg("rbo").alias("rbo"),
-                     F.avg("identical").alias("identical"))
-                .toPandas()
-            )
-            focus_rows = C.focus_lists(all_lists, focus_ids)
-    finally:
-        for df in cached:
-            df.unpersist()
+            pairwise = pair_agreement(all_lists, list(pairs), rbo_p=rbo_p)
+            means: pd.DataFrame = pair_means(pairwise, "jaccard", "rbo", "identical").toPandas()
+            focus_rows = focus_lists(all_lists, focus_ids)
 
     by_run = {r["run"]: r for r in runs}
     # A step pair that is also the pair with the last count is recorded under both kinds.
     rows = []
     for (x, y), kind in pairs.items():
         kinds = [kind] + ([TO_LAST] if kind == STEP and y == main[-1]["run"] else [])
-        for table in C.TABLES:
-            hit = means[(means[C.TABLE] == table) & (means["run_x"] == x) & (means["run_y"] == y)]
+        for table in TABLES:
+            hit = means[(means[TABLE] == table) & (means["run_x"] == x) & (means["run_y"] == y)]
             if hit.empty:
                 continue
             for kd in kinds:
                 rows.append({
-                    "kind": kd, C.TABLE: table, "from_iter": by_run[x]["iterations"], "to_iter": by_run[y]["iterations"],
+                    "kind": kd, TABLE: table, "from_iter": by_run[x]["iterations"], "to_iter": by_run[y]["iterations"],
                     "to_seed": by_run[y]["seed"], "entities": int(hit["entities"].iloc[0]),
                     "jaccard": float(hit["jaccard"].iloc[0]), "rbo": float(hit["rbo"].iloc[0]),
                     "identical": float(hit["identical"].iloc[0]),
                 })
     steps = pd.DataFrame(rows, columns=[f.name for f in CONVERGE_STEPS.fields])
     order = {STEP: 0, TO_LAST: 1, SEED: 2}
-    steps = steps.sort_values(["kind", C.TABLE, "from_iter"], key=lambda c: c.map(order) if c.name == "kind" else c)
+    steps = steps.sort_values(["kind", TABLE, "from_iter"], key=lambda c: c.map(order) if c.name == "kind" else c)
     steps = steps.reset_index(drop=True)
     cost = progress.cost_from(cal_records + records)
     settled = settled_at(steps[steps["kind"] == STEP], steps[steps["kind"] == SEED])
@@ -300,133 +288,3 @@ def run_converge(
         fits=spark.createDataFrame(fits.astype(object).where(fits.notna(), None), CONVERGE_FITS),
         report=report, png=png, summary=summary,
     )
-
-
-def converge_markdown(summary: dict[str, Any]) -> str:
-    """The Markdown report of :func:`run_converge` from its ``summary``."""
-    cfg, par = summary["config"]["als"], summary["parameters"]
-    steps = pd.DataFrame(summary["steps"])
-    out = [f"# Convergence: rank {cfg['rank']}, reg_param {cfg['reg_param']:g}, alpha {cfg['alpha']:g}, seed {summary['seed']}\n"]
-    data = summary["data"]
-    out.append(
-        f"Fits at {', '.join(map(str, summary['iterations']))} iterations"
-        + (f", plus seed {summary['seed_reference']} at {summary['iterations'][-1]}" if summary["seed_reference"] else "")
-        + f"; {data['interactions']:,} interactions of {data['users']:,} users and {data['items']:,} items"
-        + (f" (the train side of a per-user random holdout, {par['test_fraction']:g} held out, split seed {par['split_seed']})"
-           if par["holdout"] else " (all interactions)")
-        + f". Lists: {par['k']} similar users, {par['k']} similar items, top {par['top_n']} recommendations. "
-        f"Spark BLAS: {summary['spark']['blas']}, {summary['spark']['blocks']} ALS blocks.\n"
-    )
-    spi = summary["seconds_per_iteration"]
-    if spi is not None:
-        out.append(f"\nTime per iteration: **{spi:.2f} s** (slope of fit time against iterations; fixed cost per fit "
-                   f"{summary['overhead_seconds']:.1f} s).\n")
-
-    def measure_row(sub: pd.DataFrame, table: str, measure: str) -> str:
-        hit = sub[sub[C.TABLE] == table]
-        return C.fmt(float(hit[measure].iloc[0])) if not hit.empty else "–"
-
-    out.append("\n## From one count to the next\n")
-    fits = {(r["iterations"], r["seed"]): r for r in summary["fits"]}
-    head = ["from → to", "users Jaccard", "users RBO", "items Jaccard", "items RBO", "recs Jaccard", "recs RBO",
-            f"NDCG@{par['top_n']} at to", "Δ NDCG"]
-    rows = []
-    step_rows = steps[steps["kind"] == STEP] if not steps.empty else steps
-    for (a, b), sub in step_rows.groupby(["from_iter", "to_iter"], sort=True):
-        na, nb = fits.get((a, summary["seed"]), {}), fits.get((b, summary["seed"]), {})
-        delta = (nb.get("ndcg") - na.get("ndcg")) if nb.get("ndcg") is not None and na.get("ndcg") is not None else None
-        rows.append([f"{a} → {b}"] + [measure_row(sub, t, m) for t in C.TABLES for m in C.MEASURES]
-                    + [C.fmt(nb.get("ndcg"), 4), f"{delta:+.4f}" if delta is not None else "–"])
-    seed_rows = steps[steps["kind"] == SEED] if not steps.empty else steps
-    if not seed_rows.empty:
-        n = summary["iterations"][-1]
-        other = fits.get((n, summary["seed_reference"]), {})
-        rows.append([f"seed {summary['seed']} vs {summary['seed_reference']} at {n}"]
-                    + [measure_row(seed_rows, t, m) for t in C.TABLES for m in C.MEASURES]
-                    + [C.fmt(other.get("ndcg"), 4), "–"])
-    out.append(C.md_table(head, rows))
-    out.append("\nAgreement of the two fits' lists, mean over entities (1 = identical lists). The last row is the seed "
-               "noise: two seeds at the largest count.\n")
-    settled = summary["settled_at"]
-    if summary["seed_reference"]:
-        lines = []
-        for table in C.TABLES:
-            at = settled.get(table)
-            lines.append(
-                f"- {C.TITLES[table]}: " + (f"from {at} iterations on, each further step moves the lists less than a new seed does."
-                                             if at is not None else "the last step still moves the lists more than a new seed does.")
-            )
-        out.append("\n" + "\n".join(lines) + "\n")
-
-    out.append("\n## Each count against the largest\n")
-    last_rows = steps[steps["kind"] == TO_LAST] if not steps.empty else steps
-    rows = []
-    for a, sub in last_rows.groupby("from_iter", sort=True):
-        rows.append([f"{a} vs {summary['iterations'][-1]}"] + [measure_row(sub, t, m) for t in C.TABLES for m in C.MEASURES]
-                    + [C.fmt(float(sub["identical"].min()), 3)])
-    out.append(C.md_table(["fits", "users Jaccard", "users RBO", "items Jaccard", "items RBO", "recs Jaccard", "recs RBO",
-                           "min share identical"], rows))
-
-    out.append("\n## Fits\n")
-    out.append(C.md_table(
-        ["iterations", "seed", "fit seconds", f"NDCG@{par['top_n']}", f"precision@{par['top_n']}", f"recall@{par['top_n']}",
-         f"MAP@{par['top_n']}"],
-        [[r["iterations"], r["seed"], f"{r['seconds']:.1f}", C.fmt(r["ndcg"], 4), C.fmt(r["precision"], 4), C.fmt(r["recall"], 4),
-          C.fmt(r["map"], 4)] for r in summary["fits"]],
-    ))
-    columns = [(str(r["run"]), f"{r['iterations']} it" + ("" if r["seed"] == summary["seed"] else f", seed {r['seed']}"))
-               for r in summary["fits"]]
-    for fr in summary["focus"]:
-        out.append(f"\n## {C.focus_heading(fr)}\n")
-        out.append(C.lists_table(fr, columns))
-    return C.blocks(out)
-
-
-def _count_axis(ax: Any, counts: Sequence[int]) -> None:
-    """A log-scaled iterations axis labelled with the fitted counts only."""
-    ax.set_xscale("log")
-    ax.set_xticks(list(counts), [str(c) for c in counts])
-    ax.minorticks_off()
-
-
-def plot_png(summary: dict[str, Any]) -> bytes | None:
-    """Agreement with the previous count and with the largest, and NDCG, against iterations; ``None`` without matplotlib."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        log.warning("matplotlib is not installed: converge.png is not written (pip install 'als-spark[plot]')")
-        return None
-    steps = pd.DataFrame(summary["steps"])
-    fig = Figure(figsize=(12.0, 3.8), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3)
-    colors = {C.SIMILAR_USERS: "tab:blue", C.SIMILAR_ITEMS: "tab:green", C.RECOMMENDATIONS: "tab:red"}
-    for ax, kind, title in ((axes[0], STEP, "Jaccard with the previous count"), (axes[1], TO_LAST, "Jaccard with the largest count")):
-        for table in C.TABLES:
-            sub = steps[(steps["kind"] == kind) & (steps[C.TABLE] == table)] if not steps.empty else steps
-            if sub.empty:
-                continue
-            x = sub["to_iter"] if kind == STEP else sub["from_iter"]
-            ax.plot(x, sub["jaccard"], marker="o", color=colors[table], label=C.TITLES[table])
-            seed = steps[(steps["kind"] == SEED) & (steps[C.TABLE] == table)]
-            if not seed.empty:
-                ax.axhline(float(seed["jaccard"].iloc[0]), color=colors[table], linestyle="--", linewidth=0.8)
-        _count_axis(ax, summary["iterations"])
-        ax.set_ylim(-0.03, 1.03)
-        ax.set_xlabel("iterations")
-        ax.set_title(title + "\n(dashed: two seeds at the largest count)", fontsize="medium")
-        ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize="small")
-    main = [r for r in summary["fits"] if r["seed"] == summary["seed"] and r.get("ndcg") is not None]
-    if main:
-        axes[2].plot([r["iterations"] for r in main], [r["ndcg"] for r in main], marker="o", color="k")
-        _count_axis(axes[2], summary["iterations"])
-        axes[2].set_title(f"holdout NDCG@{summary['parameters']['top_n']}", fontsize="medium")
-        axes[2].set_xlabel("iterations")
-        axes[2].grid(True, alpha=0.3)
-    else:
-        axes[2].set_axis_off()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    return buffer.getvalue()

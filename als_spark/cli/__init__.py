@@ -1,0 +1,97 @@
+"""Command line: ``als-spark``, ``python -m als_spark`` and ``spark-submit jobs/*.py``.
+
+One module per command group (:mod:`.pipeline` for ``run`` and the stage
+commands, then ``evaluate``, ``tune``, ``compare``, ``converge``, ``show``,
+``doctor``, ``synthesize``), each declaring its :class:`Command` entries: the
+parser is built from that table, and :func:`main` runs the handler the parsed
+arguments name. Handlers parse and check everything they can before Spark
+starts, get the session, and call the library. Errors meant for the user are
+printed as one paragraph with a documented exit code (see :mod:`als_spark.errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Sequence
+
+from als_spark import __version__
+from als_spark.cli import compare, converge, doctor, evaluate, pipeline, show, synthesize, tune
+from als_spark.cli.command import Command
+from als_spark.errors import AlsSparkError, ConfigError
+
+__all__ = ["COMMANDS", "Command", "build_parser", "entry_point", "main"]
+
+_DESCRIPTION = "Implicit-feedback ALS recommendations and similarity tables on Spark."
+
+#: Every command, in the order ``--help`` lists them.
+COMMANDS: tuple[Command, ...] = (
+    *pipeline.COMMANDS,
+    *evaluate.COMMANDS,
+    *tune.COMMANDS,
+    *compare.COMMANDS,
+    *converge.COMMANDS,
+    *doctor.COMMANDS,
+    *show.COMMANDS,
+    *synthesize.COMMANDS,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]  # argparse exits 2 too; keep one message style
+        raise ConfigError(f"{self.prog}: {message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``als-spark`` parser with one sub-command per entry of :data:`COMMANDS`."""
+    parser = _Parser(prog="als-spark", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"als-spark {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.description or command.help)
+        command.add_arguments(p)
+        p.set_defaults(handler=command.run)
+    return parser
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    counts = result.get("counts", {})
+    print(f"\nals-spark {result['command']} finished (run {result['run_id']})")
+    if "interactions" in counts:
+        print(f"  interactions: {counts['interactions']:,} from {counts.get('users', '?'):,} users and "
+              f"{counts.get('items', '?'):,} items ({counts.get('rows_rejected', 0):,} rows rejected)")
+    for name, path in result.get("outputs", {}).items():
+        print(f"  {name:<16} {path}")
+    timings = result.get("timings_seconds", {})
+    if timings:
+        print("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except AlsSparkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its connection chatter is not the user's business
+    try:
+        result = args.handler(args)
+    except AlsSparkError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if result is not None:
+        _print_summary(result)
+    return 0
+
+
+def entry_point() -> None:
+    """Console-script entry point (``als-spark``)."""
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `als-spark show ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

@@ -1,0 +1,138 @@
+"""Arguments several commands share, and what a command needs before it starts Spark.
+
+Everything here runs before a JVM exists: a bad option or configuration key
+fails in milliseconds with exit code 2, not after Spark has started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING, Any
+
+from als_spark.config import INPUT_FORMATS, Config, load_config
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from als_spark.pipeline import Source
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """``--output``, ``--config``, ``--set``, ``--remote`` and ``--log-level``."""
+    p.add_argument("--output", required=True, metavar="DIR", help="directory of the pipeline's tables")
+    p.add_argument("--config", metavar="FILE", help="YAML configuration (default: built-in defaults = conf/default.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one configuration key, e.g. --set als.rank=20 (repeatable)")
+    add_remote(p)
+    add_log_level(p)
+
+
+def add_remote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--remote", metavar="URL", help="Spark Connect URL, e.g. sc://localhost:15002 (or set SPARK_REMOTE)")
+
+
+def add_log_level(p: argparse.ArgumentParser, default: str = "INFO") -> None:
+    p.add_argument("--log-level", default=default, choices=LOG_LEVELS)
+
+
+def add_input(p: argparse.ArgumentParser) -> None:
+    """Where the ratings come from: ``--input`` or ``--dataset``, with ``--items`` and ``--format``."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", metavar="PATH", help="ratings file: u.data, ratings.dat or ratings.csv")
+    src.add_argument("--dataset", choices=["synthetic", "ml-100k"],
+                     help="built-in data: 'synthetic' (generated, offline) or 'ml-100k' (downloaded once, cached)")
+    p.add_argument("--items", metavar="PATH", help="item file with titles (default: u.item/movies.dat/movies.csv beside --input)")
+    p.add_argument("--format", choices=INPUT_FORMATS, help="force the ratings format (default: detect; same as --set ingest.format=...)")
+    p.add_argument("--synthetic-seed", type=int, default=42, metavar="N", help="seed of --dataset synthetic (default 42)")
+    p.add_argument("--synthetic-ratings", type=int, default=100_000, metavar="N",
+                   help="size of --dataset synthetic, e.g. 1000000 or 20000000 (MovieLens-shaped; default 100000)")
+
+
+def add_holdout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-holdout", dest="holdout", action="store_false",
+                   help="no holdout: compare scores no configuration; converge fits on all interactions and scores nothing")
+    p.add_argument("--test-fraction", type=float, default=0.25, help="share of each user's interactions held out (default 0.25)")
+    p.add_argument("--split-seed", type=int, default=42, help="seed of the per-user random holdout split (default 42)")
+
+
+def add_focus(p: argparse.ArgumentParser) -> None:
+    for kind in ("user", "item"):
+        p.add_argument(f"--{kind}-id", type=int, action="append", default=[], metavar="ID",
+                       help=f"print this {kind}'s lists under every fit: the {kind} id of the input file (repeatable)")
+        p.add_argument(f"--{kind}-index", type=int, action="append", default=[], metavar="I",
+                       help=f"the same by zero-based index into the sorted distinct {kind} ids with a rating >= "
+                       f"ingest.min_rating, as a notebook's category codes or matrix rows count (repeatable)")
+
+
+def add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="log each fit's progress and remaining time this often (default 30; 0: never)")
+
+
+def focus(args: argparse.Namespace) -> list[Any]:
+    """The ``--user-id/--user-index/--item-id/--item-index`` options as :class:`~als_spark.analysis.focus.Focus`."""
+    from als_spark.analysis.focus import Focus
+
+    return [Focus(kind, **{key: value}) for kind in ("user", "item") for key in ("id", "index")
+            for value in getattr(args, f"{kind}_{key}")]
+
+
+def overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` options, plus ``--format`` as ``ingest.format=...``."""
+    extra = [f"ingest.format={args.format}"] if getattr(args, "format", None) else []
+    return [*args.overrides, *extra]
+
+
+def config(args: argparse.Namespace) -> Config:
+    """The configuration: ``--config`` over the defaults, then ``--set`` and ``--format``."""
+    return load_config(args.config, overrides(args))
+
+
+def source(args: argparse.Namespace) -> Source:
+    """Where the ratings come from (``--input``, ``--dataset``, ``--items``, ``--synthetic-*``)."""
+    from als_spark.pipeline import Source
+
+    return Source(path=args.input, dataset=args.dataset, items=args.items,
+                  synthetic_seed=args.synthetic_seed, synthetic_ratings=args.synthetic_ratings)
+
+
+def spark(args: argparse.Namespace, *, sized: bool = True) -> SparkSession:
+    """The session for a command (``--remote``); ``sized`` passes the input size (:func:`input_bytes`)."""
+    from als_spark import session
+
+    return session.get_spark(remote=getattr(args, "remote", None), input_bytes=input_bytes(args) if sized else None)
+
+
+#: Bytes per rating line of MovieLens-shaped text (u.data averages 19.8), to size generated data.
+BYTES_PER_RATING = 20
+
+
+def input_bytes(args: argparse.Namespace) -> int | None:
+    """The size of the command's ratings input when it is known before Spark starts, else ``None``.
+
+    A local file or directory (its files): the bytes on disk; ``--dataset ml-100k``: u.data's
+    size; ``--dataset synthetic``: the ratings it will generate at 20 bytes each. Remote paths
+    (``s3://``, ``dbfs:/`` ...) and commands without an input are ``None``.
+    """
+    dataset = getattr(args, "dataset", None)
+    if dataset == "ml-100k":
+        from als_spark.datasets import ML_100K_U_DATA_BYTES
+
+        return ML_100K_U_DATA_BYTES
+    if dataset == "synthetic":
+        return int(args.synthetic_ratings) * BYTES_PER_RATING
+    path = getattr(args, "input", None)
+    from als_spark.publish import local_path
+
+    local = local_path(path) if path else None
+    if local is None:
+        return None
+    try:
+        if os.path.isdir(local):
+            return sum(entry.stat().st_size for entry in os.scandir(local) if entry.is_file())
+        return os.path.getsize(local)
+    except OSError:
+        return None  # missing: ingest reports it with its own message
