@@ -35,9 +35,15 @@ __all__ = [
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "Recommender": "als_spark.api", "fit": "als_spark.api", "load": "als_spark.api", "run": "als_spark.api",
-    "Config": "als_spark.config", "load_config": "als_spark.config",
-    "AlsSparkError": "als_spark.errors", "ConfigError": "als_spark.errors", "DatasetError": "als_spark.errors",
+    "Recommender": "als_spark.api",
+    "fit": "als_spark.api",
+    "load": "als_spark.api",
+    "run": "als_spark.api",
+    "Config": "als_spark.config",
+    "load_config": "als_spark.config",
+    "AlsSparkError": "als_spark.errors",
+    "ConfigError": "als_spark.errors",
+    "DatasetError": "als_spark.errors",
     "InputDataError": "als_spark.errors",
 }
 

@@ -96,8 +96,13 @@ class Recommender:
         wanted = _ids(users, S.USER_ID, self.spark)
         queries = self.user_factors if wanted is None else self.user_factors.join(wanted.distinct(), S.ID, "left_semi")
         recs = recommend(
-            queries, self.item_factors, top_n=top_n or self.config.recommend.top_n, exclude=self._exclude,
-            item_prior=self._prior, n_users=self._n_users if wanted is None else None, n_items=self._n_items,
+            queries,
+            self.item_factors,
+            top_n=top_n or self.config.recommend.top_n,
+            exclude=self._exclude,
+            item_prior=self._prior,
+            n_users=self._n_users if wanted is None else None,
+            n_items=self._n_items,
             parallelism=model.parallelism(self.spark),
         )
         return publish.conform(recs, S.RECOMMENDATIONS)
@@ -105,16 +110,22 @@ class Recommender:
     def similar_items(self, items: DataFrame | Iterable[int] | None = None, *, top_k: int | None = None) -> DataFrame:
         """``item_id, rank, similar_item_id, similarity``: the ``top_k`` items most like each of ``items`` (cosine)."""
         got = similar_items(
-            self.item_factors, top_k=top_k or self.config.similar.top_k, n_items=self._n_items,
-            parallelism=model.parallelism(self.spark), of=_ids(items, S.ITEM_ID, self.spark),
+            self.item_factors,
+            top_k=top_k or self.config.similar.top_k,
+            n_items=self._n_items,
+            parallelism=model.parallelism(self.spark),
+            of=_ids(items, S.ITEM_ID, self.spark),
         )
         return publish.conform(got, S.SIMILAR_ITEMS)
 
     def similar_users(self, users: DataFrame | Iterable[int] | None = None, *, top_k: int | None = None) -> DataFrame:
         """``user_id, rank, similar_user_id, similarity``: the ``top_k`` users most like each of ``users`` (cosine)."""
         got = similar_users(
-            self.user_factors, top_k=top_k or self.config.similar.top_k, n_users=self._n_users,
-            parallelism=model.parallelism(self.spark), of=_ids(users, S.USER_ID, self.spark),
+            self.user_factors,
+            top_k=top_k or self.config.similar.top_k,
+            n_users=self._n_users,
+            parallelism=model.parallelism(self.spark),
+            of=_ids(users, S.USER_ID, self.spark),
         )
         return publish.conform(got, S.SIMILAR_USERS)
 
@@ -158,7 +169,12 @@ class Recommender:
             except Exception:  # noqa: BLE001 - absent when the configuration needs none
                 return None
 
-        return cls(ALSModel.load(posixpath.join(path, "model")), config, exclude=optional(_EXCLUDE), item_prior=optional(_PRIOR))
+        return cls(
+            ALSModel.load(posixpath.join(path, "model")),
+            config,
+            exclude=optional(_EXCLUDE),
+            item_prior=optional(_PRIOR),
+        )
 
     def close(self) -> None:
         """Release the cached factors and the model's temporary checkpoint directory (idempotent)."""

@@ -12,8 +12,9 @@ import dataclasses
 import difflib
 import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeGuard
+from typing import Any, TypeGuard
 
 import yaml
 
@@ -149,9 +150,7 @@ def _sections() -> dict[str, type]:
 def _unknown(kind: str, name: str, known: list[str]) -> ConfigError:
     hint = difflib.get_close_matches(name, known, n=1)
     suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
-    return ConfigError(
-        f"unknown configuration {kind} '{name}'.{suggestion} Known {kind}s: {', '.join(sorted(known))}."
-    )
+    return ConfigError(f"unknown configuration {kind} '{name}'.{suggestion} Known {kind}s: {', '.join(sorted(known))}.")
 
 
 def _merge(values: dict[str, dict[str, Any]], tree: Mapping[str, Any], source: str) -> None:

@@ -119,7 +119,9 @@ def _cache_is_valid(target: Path, expected: Mapping[str, str]) -> bool:
         if digest != expected[name].lower():
             logger.warning(
                 "Cached %s has SHA-256 %s, expected %s; discarding it and downloading again",
-                path, digest, expected[name],
+                path,
+                digest,
+                expected[name],
             )
             try:
                 path.unlink()
@@ -146,9 +148,7 @@ def _download(url: str, out: IO[bytes], timeout: float) -> None:
             out.write(chunk)
 
 
-def _extract_verified(
-    archive: Path, target: Path, url: str, expected: Mapping[str, str]
-) -> dict[str, Path]:
+def _extract_verified(archive: Path, target: Path, url: str, expected: Mapping[str, str]) -> dict[str, Path]:
     """Extract the wanted members to temp files in ``target`` and verify them.
 
     Member names are never used as paths: each file is written to a fresh temp

@@ -86,4 +86,3 @@ def exclusions(ratings: DataFrame, interactions: DataFrame, mode: str) -> DataFr
 def items_per_user(pairs: DataFrame) -> DataFrame:
     """``user_id, exclude``: the item ids of each user's rows in ``pairs``, sorted (the exclusion-list shape)."""
     return pairs.groupBy(S.USER_ID).agg(F.sort_array(F.collect_list(S.ITEM_ID)).alias("exclude"))
-

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -188,9 +188,7 @@ def validated(parsed: DataFrame, source: str, fmt: str, *, hint: str) -> Ratings
     latest rating of each (user, item) pair.
     """
     parsed = caching.cache(parsed)
-    counts = parsed.agg(
-        F.count(F.lit(1)).alias("read"), F.count("reason").alias("rejected")
-    ).first()
+    counts = parsed.agg(F.count(F.lit(1)).alias("read"), F.count("reason").alias("rejected")).first()
     assert counts is not None  # a global aggregate has one row
     rows_read, rows_rejected = int(counts["read"]), int(counts["rejected"])
     rejected = parsed.where(F.col("reason").isNotNull()).select("line", "reason")
@@ -211,8 +209,13 @@ def validated(parsed: DataFrame, source: str, fmt: str, *, hint: str) -> Ratings
     if duplicates:
         log.warning("dropped %d duplicate (user, item) rows; the latest rating of each pair was kept", duplicates)
     return Ratings(
-        df=deduped, rejected=rejected, rows_read=rows_read, rows_rejected=rows_rejected,
-        duplicates_dropped=duplicates, rows=rows, fmt=fmt,
+        df=deduped,
+        rejected=rejected,
+        rows_read=rows_read,
+        rows_rejected=rows_rejected,
+        duplicates_dropped=duplicates,
+        rows=rows,
+        fmt=fmt,
     )
 
 
@@ -252,7 +255,9 @@ def read_dataframe(
     if not isinstance(fields[names["rating"]], NumericType):
         raise _wrong_type("rating", names["rating"], fields[names["rating"]], "a numeric type")
     if has_timestamp and not isinstance(fields[names["timestamp"]], (IntegralType, TimestampType)):
-        raise _wrong_type("timestamp", names["timestamp"], fields[names["timestamp"]], "an integer (seconds) or a timestamp")
+        raise _wrong_type(
+            "timestamp", names["timestamp"], fields[names["timestamp"]], "an integer (seconds) or a timestamp"
+        )
 
     low, high = rating_range
     user, item = F.col(names["user"]).cast("long"), F.col(names["item"]).cast("long")
@@ -319,8 +324,10 @@ def deduplicate_latest(ratings: DataFrame) -> DataFrame:
     """One row per (user, item): the latest timestamp wins, then the higher rating."""
     # Structs compare field by field: the max is the latest timestamp, then the higher rating.
     latest = F.max(F.struct(S.TIMESTAMP, S.RATING)).alias("_latest")
-    return ratings.groupBy(S.USER_ID, S.ITEM_ID).agg(latest).select(
-        S.USER_ID, S.ITEM_ID, f"_latest.{S.RATING}", f"_latest.{S.TIMESTAMP}"
+    return (
+        ratings.groupBy(S.USER_ID, S.ITEM_ID)
+        .agg(latest)
+        .select(S.USER_ID, S.ITEM_ID, f"_latest.{S.RATING}", f"_latest.{S.TIMESTAMP}")
     )
 
 

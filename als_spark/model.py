@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame, SparkSession
@@ -101,7 +101,9 @@ def _last_change(path: str) -> float:
     return newest
 
 
-def remove_abandoned_checkpoints(directory: str | None = None, *, idle_seconds: float = ABANDONED_AFTER_SECONDS) -> list[str]:
+def remove_abandoned_checkpoints(
+    directory: str | None = None, *, idle_seconds: float = ABANDONED_AFTER_SECONDS
+) -> list[str]:
     """Remove the temporary checkpoint directories of drivers that were killed; return them.
 
     A run removes its temporary checkpoint directory when it ends, but a driver killed
@@ -113,7 +115,7 @@ def remove_abandoned_checkpoints(directory: str | None = None, *, idle_seconds: 
     removed = []
     now = time.time()
     for path in glob.glob(os.path.join(directory or tempfile.gettempdir(), TEMPORARY_PREFIX + "*")):
-        owner = re.match(r"(\d+)-", os.path.basename(path)[len(TEMPORARY_PREFIX):])
+        owner = re.match(r"(\d+)-", os.path.basename(path)[len(TEMPORARY_PREFIX) :])
         try:
             if (owner and _process_alive(int(owner.group(1)))) or now - _last_change(path) < idle_seconds:
                 continue
@@ -152,7 +154,9 @@ def checkpoint_dir(spark: SparkSession, path: str | None = None) -> Iterator[str
         if path and path != configured:
             log.warning(
                 "als.checkpoint_dir=%s is ignored over Spark Connect: the server checkpoints to its "
-                "spark.checkpoint.dir (%s)", path, configured,
+                "spark.checkpoint.dir (%s)",
+                path,
+                configured,
             )
         if not configured:
             log.warning(
@@ -241,13 +245,19 @@ def fit(interactions: DataFrame, cfg: ALSConfig, *, num_blocks: int | None = Non
     blocks = cfg.num_blocks or num_blocks or parallelism(spark)
     log.info(
         "fitting ALS rank=%d max_iter=%d reg_param=%g alpha=%g seed=%d blocks=%d",
-        cfg.rank, cfg.max_iter, cfg.reg_param, cfg.alpha, cfg.seed, blocks,
+        cfg.rank,
+        cfg.max_iter,
+        cfg.reg_param,
+        cfg.alpha,
+        cfg.seed,
+        blocks,
     )
     return build_als(cfg, num_blocks=blocks).fit(interactions)
 
 
 def factors(model: ALSModel) -> tuple[DataFrame, DataFrame]:
     """``(user_factors, item_factors)``, each ``id, features`` with the input ids."""
+
     def table(df: DataFrame) -> DataFrame:
         return df.select(F.col("id").cast("int").alias(S.ID), F.col("features").cast("array<float>").alias(S.FEATURES))
 

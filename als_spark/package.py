@@ -19,8 +19,8 @@ import argparse
 import os
 import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import als_spark
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -45,7 +46,9 @@ class Source:
     synthetic_seed: int = 42
     synthetic_ratings: int = 100_000  #: size of ``dataset="synthetic"`` (MovieLens-shaped users and items)
     dataframe: DataFrame | None = None  #: ratings a caller already has (:func:`als_spark.api.run`)
-    columns: Mapping[str, str] | None = None  #: role -> column of ``dataframe`` (:func:`~als_spark.ingest.read_dataframe`)
+    columns: Mapping[str, str] | None = (
+        None  #: role -> column of ``dataframe`` (:func:`~als_spark.ingest.read_dataframe`)
+    )
     items_frame: DataFrame | None = None  #: ``item_id, title`` for ``dataframe``
 
 
@@ -70,11 +73,18 @@ def load_ratings(
         from als_spark import synthetic
 
         data = synthetic.generate_for_size(source.synthetic_ratings, seed=source.synthetic_seed)
-        df = caching.cache(driver_frame(spark, runlog, data.ratings.astype({S.RATING: "float64"}), S.RATINGS, "ratings"))
+        df = caching.cache(
+            driver_frame(spark, runlog, data.ratings.astype({S.RATING: "float64"}), S.RATINGS, "ratings")
+        )
         n = df.count()
         items: DataFrame | None = driver_frame(spark, runlog, data.items, S.ITEMS, "items")
         runlog.input.update(
-            {"dataset": "synthetic", "seed": source.synthetic_seed, "ratings": source.synthetic_ratings, "format": "synthetic"}
+            {
+                "dataset": "synthetic",
+                "seed": source.synthetic_seed,
+                "ratings": source.synthetic_ratings,
+                "format": "synthetic",
+            }
         )
         rejected = spark.createDataFrame([], schema=S.REJECTED)
         ratings = ingest.Ratings(
@@ -180,9 +190,13 @@ def run_ingest(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog)
     if users_dropped or items_dropped:
         log.warning(
             "%d users and %d items have no rating >= %s and get no factors, recommendations or neighbours",
-            users_dropped, items_dropped, cfg.ingest.min_rating,
+            users_dropped,
+            items_dropped,
+            cfg.ingest.min_rating,
         )
-    return Ingested(ratings=ratings.df, rejected=ratings.rejected, interactions=interactions, items=items, summary=summary)
+    return Ingested(
+        ratings=ratings.df, rejected=ratings.rejected, interactions=interactions, items=items, summary=summary
+    )
 
 
 # Tables are sorted within each file (by key, then rank), not globally: a global sort costs a
@@ -194,7 +208,9 @@ def write_ingested(data: Ingested, runlog: RunLog) -> None:
         tables = {
             "dataset_summary": publish.conform(data.summary, S.DATASET_SUMMARY),
             "ratings": publish.conform(data.ratings, S.RATINGS).sortWithinPartitions(S.USER_ID, S.ITEM_ID),
-            "interactions": publish.conform(data.interactions, S.INTERACTIONS).sortWithinPartitions(S.USER_ID, S.ITEM_ID),
+            "interactions": publish.conform(data.interactions, S.INTERACTIONS).sortWithinPartitions(
+                S.USER_ID, S.ITEM_ID
+            ),
             "rejected": publish.conform(data.rejected, S.REJECTED),
         }
         if data.items is not None:
@@ -250,12 +266,18 @@ def run_recommend(
 
 
 def run_similar(
-    spark: SparkSession, user_factors: DataFrame, item_factors: DataFrame, items: DataFrame | None, cfg: Config, runlog: RunLog
+    spark: SparkSession,
+    user_factors: DataFrame,
+    item_factors: DataFrame,
+    items: DataFrame | None,
+    cfg: Config,
+    runlog: RunLog,
 ) -> None:
     k, par = cfg.similar.top_k, model.parallelism(spark)
     with runlog.timer.stage("similar_items"):
         sim_items = publish.conform(
-            similar_items(item_factors, top_k=k, n_items=runlog.counts.get("item_factors"), parallelism=par), S.SIMILAR_ITEMS
+            similar_items(item_factors, top_k=k, n_items=runlog.counts.get("item_factors"), parallelism=par),
+            S.SIMILAR_ITEMS,
         )
         if items is not None:
             sim_items = with_title(sim_items, items).transform(
@@ -265,7 +287,8 @@ def run_similar(
         runlog.write_table(sim_items, "similar_items")
     with runlog.timer.stage("similar_users"):
         sim_users = publish.conform(
-            similar_users(user_factors, top_k=k, n_users=runlog.counts.get("user_factors"), parallelism=par), S.SIMILAR_USERS
+            similar_users(user_factors, top_k=k, n_users=runlog.counts.get("user_factors"), parallelism=par),
+            S.SIMILAR_USERS,
         ).sortWithinPartitions(S.USER_ID, S.RANK)
         runlog.write_table(sim_users, "similar_users")
 
@@ -338,8 +361,11 @@ def stage_similar(spark: SparkSession, cfg: Config, output: str) -> dict[str, An
     return runlog.result
 
 
-def show(spark: SparkSession, output: str, *, user: int | None = None, item: int | None = None) -> list[tuple[str, Any]]:
+def show(
+    spark: SparkSession, output: str, *, user: int | None = None, item: int | None = None
+) -> list[tuple[str, Any]]:
     """The notebook's questions for one id, as ``(title, pandas DataFrame)`` pairs read from ``output``."""
+
     def rows(name: str, key: str, value: int, produced_by: str) -> Any:
         table = _required_table(spark, output, name, produced_by)
         return table.where(F.col(key).eqNullSafe(value)).orderBy(S.RANK).drop(key).toPandas()
@@ -357,4 +383,3 @@ def show(spark: SparkSession, output: str, *, user: int | None = None, item: int
         title = f" ({found[0]})" if found else ""
     similar = rows("similar_items", S.ITEM_ID, item, "similar").drop(columns=[S.TITLE], errors="ignore")
     return [(f"items most similar to item {item}{title}", similar)]
-

@@ -31,7 +31,8 @@ import posixpath
 import shutil
 import tempfile
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -209,7 +210,9 @@ class Publisher:
         if self._fs is not None:
             self._fs.write(self._fs_path(name), _as_bytes(text))
         else:
-            self.spark.createDataFrame([(text,)], "value string").coalesce(1).write.mode("overwrite").text(table_path(self.output, name))
+            self.spark.createDataFrame([(text,)], "value string").coalesce(1).write.mode("overwrite").text(
+                table_path(self.output, name)
+            )
         return table_path(self.output, name)
 
     def _check(self, name: str) -> int | None:
@@ -235,7 +238,9 @@ class Publisher:
         table = self.spark.read.parquet(staged_dir)
         expected = [(f.name, f.dataType) for f in schema.fields]
         if [(f.name, f.dataType) for f in table.schema.fields] != expected:
-            raise OSError(f"staged table {name} has schema {table.schema.simpleString()}, expected {schema.simpleString()}")
+            raise OSError(
+                f"staged table {name} has schema {table.schema.simpleString()}, expected {schema.simpleString()}"
+            )
         return table.count()
 
     def publish(self) -> dict[str, int | None]:

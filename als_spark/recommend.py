@@ -49,9 +49,9 @@ def recommend(
     """
     queries = user_factors
     if exclude is not None:
-        queries = user_factors.join(
-            exclude.withColumnRenamed(S.USER_ID, S.ID), S.ID, "left"
-        ).select(S.ID, S.FEATURES, F.coalesce(topk.EXCLUDE, F.array().cast("array<int>")).alias(topk.EXCLUDE))
+        queries = user_factors.join(exclude.withColumnRenamed(S.USER_ID, S.ID), S.ID, "left").select(
+            S.ID, S.FEATURES, F.coalesce(topk.EXCLUDE, F.array().cast("array<int>")).alias(topk.EXCLUDE)
+        )
     candidates = item_factors
     if item_prior is not None:
         # One more factor: 1 for every user, the prior for every item, so the blocked

@@ -8,8 +8,9 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from pyspark.sql import SparkSession
 

@@ -15,7 +15,8 @@ import datetime as dt
 import shutil
 import tempfile
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -122,4 +123,3 @@ def running(spark: SparkSession, output: str, command: str, config: Config) -> I
             runlog.publisher.abort()
             raise
         runlog.finish()
-

@@ -250,12 +250,12 @@ def get_spark(
             # tiny tasks (measured: ML-100k pipeline 160 s at 200, 30 s at 4 on 2 cores).
             settings["spark.sql.shuffle.partitions"] = str(2 * cores)
         memory = local_driver_memory(_physical_memory())
-        if cores and memory and not existing.contains("spark.driver.memory"):
-            if "--driver-memory" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
-                # In local mode the driver JVM runs every task; Spark's 1g default runs out
-                # of heap on millions of ratings. Only takes effect when this process starts
-                # the JVM (not under spark-submit, where --driver-memory decides).
-                settings["spark.driver.memory"] = memory
+        # In local mode the driver JVM runs every task; Spark's 1g default runs out of heap on
+        # millions of ratings. Only takes effect when this process starts the JVM (not under
+        # spark-submit, where --driver-memory decides).
+        submit_args = os.environ.get("PYSPARK_SUBMIT_ARGS", "")
+        if cores and memory and not existing.contains("spark.driver.memory") and "--driver-memory" not in submit_args:
+            settings["spark.driver.memory"] = memory
         starts_jvm = launches_jvm()
         options = local_java_options(existing, input_bytes=input_bytes, starts_jvm=starts_jvm) if cores else None
         if options:

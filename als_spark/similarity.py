@@ -29,7 +29,13 @@ def most_similar(
     """
     queries = factors if of is None else factors.join(of.select(S.ID).distinct(), S.ID, "left_semi")
     return topk.top_k(
-        queries, factors, top_k, cosine=True, exclude_self=True, n_queries=n if of is None else None, n_candidates=n,
+        queries,
+        factors,
+        top_k,
+        cosine=True,
+        exclude_self=True,
+        n_queries=n if of is None else None,
+        n_candidates=n,
         parallelism=parallelism,
     ).select(
         F.col(topk.QUERY).alias(id_col),
@@ -40,20 +46,40 @@ def most_similar(
 
 
 def similar_items(
-    item_factors: DataFrame, *, top_k: int, n_items: int | None = None, parallelism: int = 2, of: DataFrame | None = None
+    item_factors: DataFrame,
+    *,
+    top_k: int,
+    n_items: int | None = None,
+    parallelism: int = 2,
+    of: DataFrame | None = None,
 ) -> DataFrame:
     """``item_id, rank, similar_item_id, similarity``: the ``top_k`` items most like each item (or each of ``of``)."""
     return most_similar(
-        item_factors, top_k=top_k, id_col=S.ITEM_ID, similar_col=S.SIMILAR_ITEM_ID, n=n_items, parallelism=parallelism,
+        item_factors,
+        top_k=top_k,
+        id_col=S.ITEM_ID,
+        similar_col=S.SIMILAR_ITEM_ID,
+        n=n_items,
+        parallelism=parallelism,
         of=of,
     )
 
 
 def similar_users(
-    user_factors: DataFrame, *, top_k: int, n_users: int | None = None, parallelism: int = 2, of: DataFrame | None = None
+    user_factors: DataFrame,
+    *,
+    top_k: int,
+    n_users: int | None = None,
+    parallelism: int = 2,
+    of: DataFrame | None = None,
 ) -> DataFrame:
     """``user_id, rank, similar_user_id, similarity``: the ``top_k`` users most like each user (or each of ``of``)."""
     return most_similar(
-        user_factors, top_k=top_k, id_col=S.USER_ID, similar_col=S.SIMILAR_USER_ID, n=n_users, parallelism=parallelism,
+        user_factors,
+        top_k=top_k,
+        id_col=S.USER_ID,
+        similar_col=S.SIMILAR_USER_ID,
+        n=n_users,
+        parallelism=parallelism,
         of=of,
     )

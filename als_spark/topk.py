@@ -20,7 +20,7 @@ ascending, so equal scores are broken by the smaller id.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -126,7 +126,9 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.n
     return rows[keep], cols[keep], position[keep]
 
 
-def _score_pairs(batches: Iterator[pa.RecordBatch], k: int, cosine: bool, exclude_self: bool) -> Iterator[pa.RecordBatch]:
+def _score_pairs(
+    batches: Iterator[pa.RecordBatch], k: int, cosine: bool, exclude_self: bool
+) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         qcol, ccol = batch.column(_QROWS), batch.column(_CROWS)
         for i in range(batch.num_rows):

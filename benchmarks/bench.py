@@ -26,20 +26,21 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-import sys
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from als_spark import feedback, model, pipeline, runinfo, session
+from als_spark import schema as S
 from als_spark.analysis.progress import difference_per_iteration
 from als_spark.analysis.reports import md_table
-from als_spark import schema as S
 from als_spark.config import Config
 from als_spark.runinfo import Timer
 
@@ -77,8 +78,17 @@ def run_naive(spark: SparkSession, ratings: DataFrame, cfg: Config, output: str)
         interactions = feedback.to_interactions(ratings, cfg.ingest)
         from pyspark.ml.recommendation import ALS
 
-        als = ALS(rank=cfg.als.rank, maxIter=cfg.als.max_iter, regParam=cfg.als.reg_param, alpha=cfg.als.alpha,
-                  seed=cfg.als.seed, implicitPrefs=True, userCol=S.USER_ID, itemCol=S.ITEM_ID, ratingCol=S.CONFIDENCE)
+        als = ALS(
+            rank=cfg.als.rank,
+            maxIter=cfg.als.max_iter,
+            regParam=cfg.als.reg_param,
+            alpha=cfg.als.alpha,
+            seed=cfg.als.seed,
+            implicitPrefs=True,
+            userCol=S.USER_ID,
+            itemCol=S.ITEM_ID,
+            ratingCol=S.CONFIDENCE,
+        )
         with model.checkpoint_dir(spark, cfg.als.checkpoint_dir):
             fitted = _timed(timer, "fit", lambda: als.fit(interactions))
             n = cfg.recommend.top_n
@@ -87,9 +97,11 @@ def run_naive(spark: SparkSession, ratings: DataFrame, cfg: Config, output: str)
                 seen = ratings.select(S.USER_ID, S.ITEM_ID)
                 most_seen = seen.groupBy(S.USER_ID).count().agg(F.max("count")).first()
                 assert most_seen is not None  # a global aggregate has one row
-                raw = fitted.recommendForAllUsers(n + int(most_seen[0])).select(
-                    S.USER_ID, F.explode("recommendations").alias("r")
-                ).select(S.USER_ID, F.col("r.item_id").alias(S.ITEM_ID), F.col("r.rating").alias(S.SCORE))
+                raw = (
+                    fitted.recommendForAllUsers(n + int(most_seen[0]))
+                    .select(S.USER_ID, F.explode("recommendations").alias("r"))
+                    .select(S.USER_ID, F.col("r.item_id").alias(S.ITEM_ID), F.col("r.rating").alias(S.SCORE))
+                )
                 unseen = raw.join(seen, [S.USER_ID, S.ITEM_ID], "left_anti")
                 order = Window.partitionBy(S.USER_ID).orderBy(F.desc(S.SCORE), S.ITEM_ID)
                 top = unseen.withColumn(S.RANK, F.row_number().over(order)).where(F.col(S.RANK) <= n)
@@ -99,10 +111,24 @@ def run_naive(spark: SparkSession, ratings: DataFrame, cfg: Config, output: str)
             k = cfg.similar.top_k
             items = fitted.itemFactors.select(F.col("id").alias(S.ID), F.col("features").alias(S.FEATURES))
             users = fitted.userFactors.select(F.col("id").alias(S.ID), F.col("features").alias(S.FEATURES))
-            _timed(timer, "similar_items", lambda: _cosine_top_k_cross_join(items, k, S.ITEM_ID, S.SIMILAR_ITEM_ID)
-                   .write.mode("overwrite").parquet(f"{output}/similar_items"))
-            _timed(timer, "similar_users", lambda: _cosine_top_k_cross_join(users, k, S.USER_ID, S.SIMILAR_USER_ID)
-                   .write.mode("overwrite").parquet(f"{output}/similar_users"))
+            _timed(
+                timer,
+                "similar_items",
+                lambda: (
+                    _cosine_top_k_cross_join(items, k, S.ITEM_ID, S.SIMILAR_ITEM_ID)
+                    .write.mode("overwrite")
+                    .parquet(f"{output}/similar_items")
+                ),
+            )
+            _timed(
+                timer,
+                "similar_users",
+                lambda: (
+                    _cosine_top_k_cross_join(users, k, S.USER_ID, S.SIMILAR_USER_ID)
+                    .write.mode("overwrite")
+                    .parquet(f"{output}/similar_users")
+                ),
+            )
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", previous)
     t["total"] = round(sum(t.values()), 3)
@@ -133,8 +159,11 @@ def run_implicit(
     # implicit's own threads do the parallel work; it asks for a single-threaded BLAS beside them
     # (and warns otherwise), so this is implicit at its best.
     with threadpool_limits(limits=1, user_api="blas"):
-        conf, uids, iids = _csr(interactions[S.USER_ID].to_numpy(), interactions[S.ITEM_ID].to_numpy(),
-                                interactions[S.CONFIDENCE].to_numpy())
+        conf, uids, iids = _csr(
+            interactions[S.USER_ID].to_numpy(),
+            interactions[S.ITEM_ID].to_numpy(),
+            interactions[S.CONFIDENCE].to_numpy(),
+        )
         # the user's rated items, in the same user/item index space, for filtering
         index_u = {u: i for i, u in enumerate(uids)}
         index_i = {v: i for i, v in enumerate(iids)}
@@ -142,15 +171,25 @@ def run_implicit(
         from scipy.sparse import csr_matrix
 
         rated = csr_matrix(
-            (np.ones(int(keep.sum()), dtype=np.float32),
-             (seen.loc[keep, S.USER_ID].map(index_u).to_numpy(), seen.loc[keep, S.ITEM_ID].map(index_i).to_numpy())),
+            (
+                np.ones(int(keep.sum()), dtype=np.float32),
+                (seen.loc[keep, S.USER_ID].map(index_u).to_numpy(), seen.loc[keep, S.ITEM_ID].map(index_i).to_numpy()),
+            ),
             shape=conf.shape,
         )
-        als = AlternatingLeastSquares(factors=cfg.als.rank, regularization=cfg.als.reg_param, alpha=cfg.als.alpha,
-                                      iterations=cfg.als.max_iter, random_state=cfg.als.seed, num_threads=threads)
+        als = AlternatingLeastSquares(
+            factors=cfg.als.rank,
+            regularization=cfg.als.reg_param,
+            alpha=cfg.als.alpha,
+            iterations=cfg.als.max_iter,
+            random_state=cfg.als.seed,
+            num_threads=threads,
+        )
         _timed(timer, "fit", lambda: als.fit(conf, show_progress=False))
         everyone = np.arange(conf.shape[0])
-        _timed(timer, "recommend", lambda: als.recommend(everyone, rated[everyone], N=n, filter_already_liked_items=True))
+        _timed(
+            timer, "recommend", lambda: als.recommend(everyone, rated[everyone], N=n, filter_already_liked_items=True)
+        )
         _timed(timer, "similar_items", lambda: als.similar_items(np.arange(conf.shape[1]), N=k + 1))
         _timed(timer, "similar_users", lambda: als.similar_users(everyone, N=k + 1))
         t["total"] = round(sum(t[s] for s in ("fit", "recommend", "similar_items", "similar_users")), 3)
@@ -160,7 +199,11 @@ def run_implicit(
             als.user_factors = np.ascontiguousarray(user_f.loc[uids].to_numpy().tolist(), dtype=np.float32)
             als.item_factors = np.ascontiguousarray(item_f.loc[iids].to_numpy().tolist(), dtype=np.float32)
             als._user_norms = als._item_norms = None  # noqa: SLF001 - cached norms belong to the old factors
-            _timed(timer, "recommend_same_factors", lambda: als.recommend(everyone, rated[everyone], N=n, filter_already_liked_items=True))
+            _timed(
+                timer,
+                "recommend_same_factors",
+                lambda: als.recommend(everyone, rated[everyone], N=n, filter_already_liked_items=True),
+            )
             _timed(timer, "similar_items_same_factors", lambda: als.similar_items(np.arange(conf.shape[1]), N=k + 1))
             _timed(timer, "similar_users_same_factors", lambda: als.similar_users(everyone, N=k + 1))
     return t
@@ -247,8 +290,15 @@ def run_bench(
             log.info("bench: repeat %d/%d", r + 1, repeat)
             out = os.path.join(scratch_dir, f"als-spark-{r}")
             result = pipeline.run_all(spark, source, cfg, out)
-            results.setdefault("als-spark", []).append({**result["timings_seconds"], "total": round(sum(result["timings_seconds"].values()), 3)})
-            info = {"counts": result["counts"], "input": result["input"], "versions": result["versions"], "spark": result["spark"]}
+            results.setdefault("als-spark", []).append(
+                {**result["timings_seconds"], "total": round(sum(result["timings_seconds"].values()), 3)}
+            )
+            info = {
+                "counts": result["counts"],
+                "input": result["input"],
+                "versions": result["versions"],
+                "spark": result["spark"],
+            }
             ratings = spark.read.parquet(f"{out}/ratings").cache()
             if "naive" in systems:
                 naive = run_naive(spark, ratings, cfg, os.path.join(scratch_dir, f"naive-{r}"))
@@ -275,7 +325,11 @@ def run_bench(
                     systems = tuple(s for s in systems if s != "implicit")
                 else:
                     pdf = interactions.toPandas()
-                    seen = (ratings if cfg.recommend.exclude == "rated" else interactions).select(S.USER_ID, S.ITEM_ID).toPandas()
+                    seen = (
+                        (ratings if cfg.recommend.exclude == "rated" else interactions)
+                        .select(S.USER_ID, S.ITEM_ID)
+                        .toPandas()
+                    )
                     uf: Any = spark.read.parquet(f"{out}/user_factors").toPandas()
                     itf: Any = spark.read.parquet(f"{out}/item_factors").toPandas()
                     uf, itf = uf.set_index(S.ID)[S.FEATURES], itf.set_index(S.ID)[S.FEATURES]
@@ -304,8 +358,12 @@ def run_bench(
                     ratios[system][f"{stage}_same_factors"] = round(ours[stage] / same, 3)
     return {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "memory_gb": _memory_gb(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "memory_gb": _memory_gb(),
+            "python": platform.python_version(),
+        },
         "config": cfg.to_dict(),
         "repeat": repeat,
         "median_seconds": medians,
@@ -329,7 +387,17 @@ def markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown table: median seconds per stage and system, and ratios."""
     medians = report["median_seconds"]
     systems = list(medians)
-    stages = ["ingest", "write_ingest", "fit", "write_model", "recommend", "similar_items", "similar_users", "publish", "total"]
+    stages = [
+        "ingest",
+        "write_ingest",
+        "fit",
+        "write_model",
+        "recommend",
+        "similar_items",
+        "similar_users",
+        "publish",
+        "total",
+    ]
     lines = [
         f"{report['date']}, {report['machine']['cpus']} cores, {report['machine']['memory_gb']} GB, "
         f"Spark {report.get('versions', {}).get('spark')}, BLAS {report['blas']}, median of {report['repeat']}:",
@@ -340,16 +408,20 @@ def markdown(report: dict[str, Any]) -> str:
         return [f"{medians[s][key]:.2f}" if key in medians[s] else "" for s in systems]
 
     rows = [[stage, *cells(stage)] for stage in stages if any(stage in medians[s] for s in systems)]
-    rows += [[f"{stage} (implicit on Spark's factors)", *cells(f"{stage}_same_factors")]
-             for stage in ("recommend", "similar_items", "similar_users")
-             if "implicit" in medians and f"{stage}_same_factors" in medians["implicit"]]
+    rows += [
+        [f"{stage} (implicit on Spark's factors)", *cells(f"{stage}_same_factors")]
+        for stage in ("recommend", "similar_items", "similar_users")
+        if "implicit" in medians and f"{stage}_same_factors" in medians["implicit"]
+    ]
     lines.append(md_table(["stage", *systems], rows).rstrip("\n"))
     lines += ["", "als-spark seconds / other system's seconds (below 1 = als-spark faster):", ""]
     for system, ratio in report["ratio_als_spark_to"].items():
         lines.append(f"- vs {system}: " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()))
     lines.append("")
-    lines.append(f"ALS seconds per iteration (median): {report['als_seconds_per_iteration_median']}; "
-                 f"peak memory MB: {json.dumps(report['peak_memory_mb'])}")
+    lines.append(
+        f"ALS seconds per iteration (median): {report['als_seconds_per_iteration_median']}; "
+        f"peak memory MB: {json.dumps(report['peak_memory_mb'])}"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -366,14 +438,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     options.add_input(parser)
     options.add_common(parser)
     parser.add_argument("--repeat", type=int, default=3, help="runs per system; medians are reported (default 3)")
-    parser.add_argument("--systems", default="als-spark,naive,implicit",
-                        help="comma-separated subset of als-spark,naive,implicit (default: all)")
+    parser.add_argument(
+        "--systems",
+        default="als-spark,naive,implicit",
+        help="comma-separated subset of als-spark,naive,implicit (default: all)",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     try:
         systems = tuple(x.strip() for x in args.systems.split(",") if x.strip())
         if set(systems) - {"als-spark", "naive", "implicit"} or "als-spark" not in systems:
-            raise ConfigError(f"--systems must include als-spark and only als-spark, naive, implicit; got {args.systems!r}")
+            raise ConfigError(
+                f"--systems must include als-spark and only als-spark, naive, implicit; got {args.systems!r}"
+            )
         cfg = options.config(args)
         # bench keeps the JVM's default JIT: its repeats warm one JVM anyway, and the quick JIT would
         # slow the naive pipeline's cross joins it compares against (ML-100k similar_items 20.7 s vs 12.1 s).

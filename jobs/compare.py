@@ -1,6 +1,6 @@
 """spark-submit entry: two configurations against each other, beyond seed noise.
 
-    spark-submit jobs/compare.py --input PATH --output DIR --config-a FILE --config-b FILE [options of `als-spark compare --help`]
+spark-submit jobs/compare.py --input PATH --output DIR --config-a FILE --config-b FILE [options of `als-spark compare --help`]
 """
 
 import sys

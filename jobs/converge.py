@@ -1,6 +1,6 @@
 """spark-submit entry: one configuration at several iteration counts.
 
-    spark-submit jobs/converge.py --input PATH --output DIR --iterations 15,50,100 [options of `als-spark converge --help`]
+spark-submit jobs/converge.py --input PATH --output DIR --iterations 15,50,100 [options of `als-spark converge --help`]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """spark-submit entry: the `ingest` stage on its own.
 
-    spark-submit jobs/ingest.py --output DIR [options of `als-spark ingest --help`]
+spark-submit jobs/ingest.py --output DIR [options of `als-spark ingest --help`]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """spark-submit entry: the `recommend` stage on its own.
 
-    spark-submit jobs/recommend.py --output DIR [options of `als-spark recommend --help`]
+spark-submit jobs/recommend.py --output DIR [options of `als-spark recommend --help`]
 """
 
 import sys

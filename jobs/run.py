@@ -1,6 +1,6 @@
 """spark-submit entry: the whole pipeline.
 
-    spark-submit jobs/run.py --input PATH --output DIR [--config FILE] [--set key=value ...]
+spark-submit jobs/run.py --input PATH --output DIR [--config FILE] [--set key=value ...]
 """
 
 import sys

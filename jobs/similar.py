@@ -1,6 +1,6 @@
 """spark-submit entry: the `similar` stage on its own.
 
-    spark-submit jobs/similar.py --output DIR [options of `als-spark similar --help`]
+spark-submit jobs/similar.py --output DIR [options of `als-spark similar --help`]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """spark-submit entry: the `train` stage on its own.
 
-    spark-submit jobs/train.py --output DIR [options of `als-spark train --help`]
+spark-submit jobs/train.py --output DIR [options of `als-spark train --help`]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """spark-submit entry: hyper-parameter search.
 
-    spark-submit jobs/tune.py --input PATH --spec conf/tune.yaml --output DIR [options of `als-spark tune --help`]
+spark-submit jobs/tune.py --input PATH --spec conf/tune.yaml --output DIR [options of `als-spark tune --help`]
 """
 
 import sys

@@ -137,7 +137,9 @@ def standalone_cluster(tmp_path_factory):
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     # Its users run one after another (above): once the last has run, stop the cluster
     # rather than keep three idle JVMs until the session ends.
-    if "standalone_cluster" in item.fixturenames and (nextitem is None or "standalone_cluster" not in nextitem.fixturenames):
+    if "standalone_cluster" in item.fixturenames and (
+        nextitem is None or "standalone_cluster" not in nextitem.fixturenames
+    ):
         _CLUSTER.close()
 
 

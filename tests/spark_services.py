@@ -24,8 +24,9 @@ import sysconfig
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,11 +38,28 @@ SPARK_HOME = Path(__import__("pyspark").__file__).resolve().parent
 #: What every deployment test runs: small, but 12 iterations so ALS checkpoints (interval 10),
 #: and a fixed block count so a fit is the same on any master.
 SETTINGS = [
-    "--set", "als.rank=8", "--set", "als.max_iter=12", "--set", "als.num_blocks=2",
-    "--set", "recommend.top_n=5", "--set", "similar.top_k=5",
+    "--set",
+    "als.rank=8",
+    "--set",
+    "als.max_iter=12",
+    "--set",
+    "als.num_blocks=2",
+    "--set",
+    "recommend.top_n=5",
+    "--set",
+    "similar.top_k=5",
 ]
-TABLES = ("dataset_summary", "ratings", "interactions", "items", "user_factors", "item_factors",
-          "recommendations", "similar_items", "similar_users")
+TABLES = (
+    "dataset_summary",
+    "ratings",
+    "interactions",
+    "items",
+    "user_factors",
+    "item_factors",
+    "recommendations",
+    "similar_items",
+    "similar_users",
+)
 #: Start-up and run limits: generous for a loaded 2-core machine, but bounded.
 START_TIMEOUT = 180
 RUN_TIMEOUT = 900
@@ -77,7 +95,13 @@ class Service:
         self.log = workdir / f"{name}.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                args, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                args,
+                env=env,
+                cwd=workdir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
 
     def tail(self, n: int = 40) -> str:
@@ -160,8 +184,11 @@ class Cluster:
         """
         processes = process_table()
         executors = {pid: key for key, pid in self.executor_processes(processes).items()}
-        daemons = {pid: executors[ppid] for pid, (ppid, args) in processes.items()
-                   if ppid in executors and "pyspark.daemon" in args}
+        daemons = {
+            pid: executors[ppid]
+            for pid, (ppid, args) in processes.items()
+            if ppid in executors and "pyspark.daemon" in args
+        }
         return {pid: daemons[ppid] for pid, (ppid, _) in processes.items() if ppid in daemons}
 
 
@@ -191,16 +218,48 @@ def running_cluster(workdir: Path, *, workers: int = 2, cores: int = 1, memory: 
     url = f"spark://127.0.0.1:{port}"
     services: list[Service] = []
     try:
-        master = Service("master", [spark_class, "org.apache.spark.deploy.master.Master",
-                                    "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui)], env, workdir)
+        master = Service(
+            "master",
+            [
+                spark_class,
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--webui-port",
+                str(ui),
+            ],
+            env,
+            workdir,
+        )
         services.append(master)
         master.wait_until(lambda: port_open(port), "master port")
         for i in range(workers):
             worker_dir = workdir / f"worker-{i}"
             worker_dir.mkdir(exist_ok=True)
-            services.append(Service(f"worker-{i}", [spark_class, "org.apache.spark.deploy.worker.Worker", url,
-                                                    "--host", "127.0.0.1", "--cores", str(cores), "--memory", memory,
-                                                    "--webui-port", str(free_port()), "--work-dir", str(worker_dir)], env, workdir))
+            services.append(
+                Service(
+                    f"worker-{i}",
+                    [
+                        spark_class,
+                        "org.apache.spark.deploy.worker.Worker",
+                        url,
+                        "--host",
+                        "127.0.0.1",
+                        "--cores",
+                        str(cores),
+                        "--memory",
+                        memory,
+                        "--webui-port",
+                        str(free_port()),
+                        "--work-dir",
+                        str(worker_dir),
+                    ],
+                    env,
+                    workdir,
+                )
+            )
 
         def all_alive() -> bool:
             try:
@@ -227,15 +286,24 @@ def submit_command(master: str, shipped: Shipped, *conf: str, args: list[str]) -
     """``spark-submit`` of ``jobs/run.py args`` to ``master`` as the README ships it, with extra ``--conf`` ``conf``."""
     command = [
         str(SPARK_HOME / "bin" / "spark-submit"),
-        "--master", master,
-        "--py-files", str(shipped.package),
-        "--conf", f"spark.pyspark.python={shipped.python}",
-        "--conf", "spark.driver.host=127.0.0.1",
-        "--conf", "spark.driver.bindAddress=127.0.0.1",
-        "--conf", "spark.executor.memory=1g",
-        "--conf", "spark.cores.max=2",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.sql.shuffle.partitions=2",
+        "--master",
+        master,
+        "--py-files",
+        str(shipped.package),
+        "--conf",
+        f"spark.pyspark.python={shipped.python}",
+        "--conf",
+        "spark.driver.host=127.0.0.1",
+        "--conf",
+        "spark.driver.bindAddress=127.0.0.1",
+        "--conf",
+        "spark.executor.memory=1g",
+        "--conf",
+        "spark.cores.max=2",
+        "--conf",
+        "spark.ui.enabled=false",
+        "--conf",
+        "spark.sql.shuffle.partitions=2",
     ]
     for setting in conf:
         command += ["--conf", setting]
@@ -253,8 +321,17 @@ class Driver:
         self.lines: list[str] = []
         self.log = log
         self._changed = threading.Condition()
-        self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, text=True, errors="replace", start_new_session=True)
+        self.proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -282,11 +359,15 @@ class Driver:
                         return i
                 seen = max(seen, len(self.lines))
                 if not self._reader.is_alive():
-                    raise RuntimeError(f"the driver ended (exit {self.proc.poll()}) without a line matching {pattern!r}:\n"
-                                       + "\n".join(self.lines[-40:]))
+                    raise RuntimeError(
+                        f"the driver ended (exit {self.proc.poll()}) without a line matching {pattern!r}:\n"
+                        + "\n".join(self.lines[-40:])
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"no line matching {pattern!r} after {timeout} s:\n" + "\n".join(self.lines[-40:]))
+                    raise TimeoutError(
+                        f"no line matching {pattern!r} after {timeout} s:\n" + "\n".join(self.lines[-40:])
+                    )
                 self._changed.wait(min(left, 1.0))
 
     def find(self, pattern: str, *, after: int = 0) -> int | None:
@@ -343,8 +424,10 @@ def connect_server(workdir: Path, *, checkpoint_dir: Path | None, conf: dict[str
         args += ["--conf", f"{key}={value}"]
     server = Service("connect-server", args, spark_env(workdir, PYSPARK_PYTHON=sys.executable), workdir)
     try:
-        server.wait_until(lambda: "Spark Connect server started" in server.log.read_text(errors="replace") and port_open(port),
-                          "Spark Connect server")
+        server.wait_until(
+            lambda: "Spark Connect server started" in server.log.read_text(errors="replace") and port_open(port),
+            "Spark Connect server",
+        )
         yield f"sc://127.0.0.1:{port}"
     finally:
         server.stop()
@@ -368,8 +451,13 @@ def python_without_als_spark(workdir: Path) -> Path:
     venv = workdir / "python-without-als-spark"
     if not (venv / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-        site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+        site = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout.strip()
         Path(site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return venv / "bin" / "python"
 

@@ -31,8 +31,13 @@ def _group(user: int) -> list[int]:
 
 ROWS = [(u, i, 5.0, 100 + i) for u in MISSING for i in _group(u) if i != MISSING[u]]
 ROWS += [(u, DISLIKED[u], 2.0, 200) for u in MISSING]
-CFG = build_config({"als": {"rank": 4, "max_iter": 10, "reg_param": 0.01, "alpha": 1.0, "seed": 3, "num_blocks": 2},
-                    "recommend": {"top_n": 1}, "similar": {"top_k": 2}})
+CFG = build_config(
+    {
+        "als": {"rank": 4, "max_iter": 10, "reg_param": 0.01, "alpha": 1.0, "seed": 3, "num_blocks": 2},
+        "recommend": {"top_n": 1},
+        "similar": {"top_k": 2},
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +56,9 @@ def test_each_user_is_recommended_the_liked_item_of_its_group_it_has_not_seen(fi
     # With exclude: rated, a user's candidates are its group's missing item and the other group's three
     # items it did not rate; the planted structure puts the missing in-group item first.
     got = fitted.recommend().select("user_id", "rank", "item_id")
-    expected = spark.createDataFrame([(u, 1, i) for u, i in sorted(MISSING.items())], "user_id int, rank int, item_id int")
+    expected = spark.createDataFrame(
+        [(u, 1, i) for u, i in sorted(MISSING.items())], "user_id int, rank int, item_id int"
+    )
     assert_df_equality(got.orderBy("user_id"), expected, ignore_nullable=True)
     assert got.schema.names == ["user_id", "rank", "item_id"]
     assert fitted.recommend().schema.names == ["user_id", "rank", "item_id", "score"]
@@ -84,8 +91,12 @@ def test_save_and_load_give_the_same_answers(fitted, tmp_path):
     fitted.save(path)
     with als_spark.load(path) as again:
         assert again.config == CFG
-        assert_df_equality(again.recommend(top_n=3).orderBy("user_id", "rank"), fitted.recommend(top_n=3).orderBy("user_id", "rank"))
-        assert_df_equality(again.similar_users().orderBy("user_id", "rank"), fitted.similar_users().orderBy("user_id", "rank"))
+        assert_df_equality(
+            again.recommend(top_n=3).orderBy("user_id", "rank"), fitted.recommend(top_n=3).orderBy("user_id", "rank")
+        )
+        assert_df_equality(
+            again.similar_users().orderBy("user_id", "rank"), fitted.similar_users().orderBy("user_id", "rank")
+        )
     # saving again replaces the model in place
     fitted.save(path)
     assert sorted(os.listdir(path)) == ["config.json", "exclude", "model"]
@@ -93,26 +104,38 @@ def test_save_and_load_give_the_same_answers(fitted, tmp_path):
 
 def test_columns_map_a_notebooks_own_names(spark, fitted):
     renamed = spark.createDataFrame(ROWS, "customer int, sku int, stars double, ts long")
-    with als_spark.fit(renamed, CFG, columns={"user": "customer", "item": "sku", "rating": "stars", "timestamp": "ts"}) as other:
-        assert_df_equality(other.recommend(top_n=3).orderBy("user_id", "rank"), fitted.recommend(top_n=3).orderBy("user_id", "rank"))
+    with als_spark.fit(
+        renamed, CFG, columns={"user": "customer", "item": "sku", "rating": "stars", "timestamp": "ts"}
+    ) as other:
+        assert_df_equality(
+            other.recommend(top_n=3).orderBy("user_id", "rank"), fitted.recommend(top_n=3).orderBy("user_id", "rank")
+        )
 
 
 def test_bad_frames_are_errors_naming_the_column(spark):
-    with pytest.raises(InputDataError, match=r"no column 'uid' for the user .* its columns are: user_id, item_id, rating"):
-        als_spark.fit(spark.createDataFrame([(1, 2, 5.0)], "user_id int, item_id int, rating double"), CFG,
-                      columns={"user": "uid"})
+    with pytest.raises(
+        InputDataError, match=r"no column 'uid' for the user .* its columns are: user_id, item_id, rating"
+    ):
+        als_spark.fit(
+            spark.createDataFrame([(1, 2, 5.0)], "user_id int, item_id int, rating double"),
+            CFG,
+            columns={"user": "uid"},
+        )
     with pytest.raises(InputDataError, match=r"column 'item_id' \(the item\) is string; it must be an integer type"):
         als_spark.fit(spark.createDataFrame([(1, "x", 5.0)], "user_id int, item_id string, rating double"), CFG)
     # 1 of 2 rows has no rating: 50% rejected, over the 1% allowed
     with pytest.raises(InputDataError, match=r"1 of 2 rows of the DataFrame \(50.0%\) were rejected.*missing rating"):
-        als_spark.fit(spark.createDataFrame([(1, 2, 5.0), (1, 3, None)], "user_id int, item_id int, rating double"), CFG)
+        als_spark.fit(
+            spark.createDataFrame([(1, 2, 5.0), (1, 3, None)], "user_id int, item_id int, rating double"), CFG
+        )
 
 
 def test_rejected_rows_are_rendered_and_explained(spark):
     from als_spark import ingest
 
-    df = spark.createDataFrame([(1, 2, 5.0), (None, 3, 4.0), (3, 4, float("nan")), (3, 5, 9.0)],
-                               "user_id bigint, item_id int, rating double")
+    df = spark.createDataFrame(
+        [(1, 2, 5.0), (None, 3, 4.0), (3, 4, float("nan")), (3, 5, 9.0)], "user_id bigint, item_id int, rating double"
+    )
     got = ingest.read_dataframe(df)
     rejected = sorted((r["line"], r["reason"]) for r in got.rejected.collect())
     assert rejected == [

@@ -26,10 +26,9 @@ def test_scope_unpersists_what_was_cached_inside_it(spark):
 
 
 def test_scope_unpersists_on_failure(spark):
-    with pytest.raises(RuntimeError, match="boom"):
-        with caching.scope():
-            df = caching.cache(spark.range(5))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), caching.scope():
+        df = caching.cache(spark.range(5))
+        raise RuntimeError("boom")
     assert not _is_cached(df)
 
 

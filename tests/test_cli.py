@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Two taste groups: users 1-4 like items 1-3, users 5-8 like items 4-6; each user also
 # rated one item of the other group badly (rating 1 or 2), which `rated` exclusion removes.
 U_DATA = "".join(
-    f"{u}\t{i}\t{5 if (u + i) % 2 else 4}\t{880000000 + 10 * u + i}\n" for u in range(1, 9) for i in ((1, 2, 3) if u <= 4 else (4, 5, 6))
+    f"{u}\t{i}\t{5 if (u + i) % 2 else 4}\t{880000000 + 10 * u + i}\n"
+    for u in range(1, 9)
+    for i in ((1, 2, 3) if u <= 4 else (4, 5, 6))
 ) + "".join(f"{u}\t{4 if u <= 4 else 1}\t{1 + u % 2}\t{890000000 + u}\n" for u in range(1, 9))
 U_ITEM = "".join(f"{i}|Movie {i} (199{i})|01-Jan-199{i}||http://x/{i}|0|1\n" for i in range(1, 7))
 SMALL = ["--set", "als.rank=3", "--set", "als.max_iter=5", "--set", "recommend.top_n=2", "--set", "similar.top_k=2"]
@@ -48,12 +50,23 @@ def test_staged_commands_write_the_same_tables_as_run(spark, movielens, tmp_path
     assert main(["ingest", *src, "--output", str(staged), *SMALL, "--log-level", "WARNING"]) == 0
     for stage in ("train", "recommend", "similar"):
         assert main([stage, "--output", str(staged), *SMALL, "--log-level", "WARNING"]) == 0
-    for name in ("dataset_summary", "interactions", "ratings", "items", "user_factors", "recommendations", "similar_items", "similar_users"):
+    for name in (
+        "dataset_summary",
+        "interactions",
+        "ratings",
+        "items",
+        "user_factors",
+        "recommendations",
+        "similar_items",
+        "similar_users",
+    ):
         pd.testing.assert_frame_equal(_table(whole / name), _table(staged / name), obj=name)
     recs = _table(staged / "recommendations")
     # Users 1-4 rated items 1-4 (4 badly): only 5 and 6 are left to recommend; titles come from u.item.
     assert recs[recs.user_id == 1][["rank", "item_id"]].values.tolist() in ([[1, 5], [2, 6]], [[1, 6], [2, 5]])
-    assert recs[recs.user_id == 1]["title"].tolist() == [f"Movie {i} (199{i})" for i in recs[recs.user_id == 1]["item_id"]]
+    assert recs[recs.user_id == 1]["title"].tolist() == [
+        f"Movie {i} (199{i})" for i in recs[recs.user_id == 1]["item_id"]
+    ]
     # `show` answers the notebook's questions from the written tables
     assert main(["show", "--output", str(staged), "--user", "1"]) == 0
     shown = capsys.readouterr().out
@@ -80,7 +93,9 @@ def test_missing_input_exits_3_with_a_message_and_writes_nothing(spark, tmp_path
 
 def test_no_interaction_left_exits_3(spark, movielens, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["run", "--input", str(movielens / "u.data"), "--output", str(out), "--set", "ingest.min_rating=6"]) == 3
+    assert (
+        main(["run", "--input", str(movielens / "u.data"), "--output", str(out), "--set", "ingest.min_rating=6"]) == 3
+    )
     assert "no interactions left" in capsys.readouterr().err
     assert not out.exists()
 
@@ -109,7 +124,11 @@ def test_ml_100k_offline_exits_4_pointing_at_input(spark, monkeypatch, tmp_path,
     # (the session fixture: the CLI gets the test session before it fetches the dataset)
     real = datasets.fetch_ml_100k
     # a closed local port stands in for "no network"; the test never leaves the machine
-    monkeypatch.setattr(datasets, "fetch_ml_100k", lambda **kw: real(cache_dir=tmp_path, url="http://127.0.0.1:9/ml-100k.zip", timeout=2))
+    monkeypatch.setattr(
+        datasets,
+        "fetch_ml_100k",
+        lambda **kw: real(cache_dir=tmp_path, url="http://127.0.0.1:9/ml-100k.zip", timeout=2),
+    )
     assert main(["run", "--dataset", "ml-100k", "--output", str(tmp_path / "o")]) == 4
     err = capsys.readouterr().err
     assert "--input" in err and "--dataset synthetic" in err
@@ -118,21 +137,52 @@ def test_ml_100k_offline_exits_4_pointing_at_input(spark, monkeypatch, tmp_path,
 @pytest.mark.unit
 def test_every_stage_is_a_subcommand_with_the_documented_options():
     parser = build_parser()
-    args = parser.parse_args(["run", "--input", "u.data", "--output", "o", "--config", "c.yaml", "--set", "als.rank=5", "--format", "csv", "--items", "i"])
+    args = parser.parse_args(
+        [
+            "run",
+            "--input",
+            "u.data",
+            "--output",
+            "o",
+            "--config",
+            "c.yaml",
+            "--set",
+            "als.rank=5",
+            "--format",
+            "csv",
+            "--items",
+            "i",
+        ]
+    )
     assert (args.command, args.input, args.output, args.config, args.overrides, args.format, args.items) == (
-        "run", "u.data", "o", "c.yaml", ["als.rank=5"], "csv", "i"
+        "run",
+        "u.data",
+        "o",
+        "c.yaml",
+        ["als.rank=5"],
+        "csv",
+        "i",
     )
     # evaluate leaves out the user's train items unless told otherwise (--exclude rated: below)
     assert parser.parse_args(["evaluate", "--input", "u.data", "--output", "o"]).exclude == "train"
     for stage in ("ingest", "train", "recommend", "similar", "synthesize"):
-        assert parser.parse_args([stage, "--output", "o"] + (["--dataset", "synthetic"] if stage == "ingest" else [])).command == stage
+        assert (
+            parser.parse_args(
+                [stage, "--output", "o"] + (["--dataset", "synthetic"] if stage == "ingest" else [])
+            ).command
+            == stage
+        )
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("entry", [["-m", "als_spark"], [str(ROOT / "jobs" / "run.py")]])
 def test_module_and_job_entry_points_reach_the_same_cli(entry, tmp_path):
     # No Spark needed: a config error is reported by the same code path with the same exit code.
-    cmd = [sys.executable, *entry] + (["run"] if entry[0] == "-m" else []) + ["--dataset", "synthetic", "--output", str(tmp_path), "--set", "als.nope=1"]
+    cmd = (
+        [sys.executable, *entry]
+        + (["run"] if entry[0] == "-m" else [])
+        + ["--dataset", "synthetic", "--output", str(tmp_path), "--set", "als.nope=1"]
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "unknown configuration key 'als.nope'" in proc.stderr
@@ -147,8 +197,20 @@ def test_synthesize_writes_movielens_files(tmp_path, capsys):
 
 def test_evaluate_writes_metrics_table_and_markdown(spark, movielens, tmp_path, capsys):
     out = tmp_path / "eval"
-    args = ["evaluate", "--input", str(movielens / "u.data"), "--output", str(out), "--k", "2", "--split", "chronological",
-            "--exclude", "rated", *SMALL]
+    args = [
+        "evaluate",
+        "--input",
+        str(movielens / "u.data"),
+        "--output",
+        str(out),
+        "--k",
+        "2",
+        "--split",
+        "chronological",
+        "--exclude",
+        "rated",
+        *SMALL,
+    ]
     assert main([*args, "--log-level", "WARNING"]) == 0
     metrics = pd.read_parquet(out / "metrics")
     assert metrics["model"].tolist() == ["als", "popularity", "random"]
@@ -156,10 +218,18 @@ def test_evaluate_writes_metrics_table_and_markdown(spark, movielens, tmp_path, 
     # 8 users with 3 interactions each: round(0.25 * 3) = 1 held out per user, all 8 evaluated
     assert (metrics["users"] == 8).all()
     table = (out / "metrics.md").read_text()
-    assert table.splitlines()[0] == "| model | precision@2 | recall@2 | ndcg@2 | map@2 | hit_rate@2 | coverage | users |"
+    assert (
+        table.splitlines()[0] == "| model | precision@2 | recall@2 | ndcg@2 | map@2 | hit_rate@2 | coverage | users |"
+    )
     assert table in capsys.readouterr().out
     info = json.loads((out / "run.json").read_text())["input"]
-    assert info["evaluation"] == {"k": 2, "test_fraction": 0.25, "split": "chronological", "seed": 42, "exclude": "rated"}
+    assert info["evaluation"] == {
+        "k": 2,
+        "test_fraction": 0.25,
+        "split": "chronological",
+        "seed": 42,
+        "exclude": "rated",
+    }
     # evaluate writes no titles, so it does not read the u.item beside the input
     assert (movielens / "u.item").exists() and info["items_path"] is None
 
@@ -175,7 +245,9 @@ def test_input_size_known_before_spark_starts(movielens, tmp_path):
     data = movielens / "u.data"
     assert size("--input", str(data)) == len(U_DATA.encode())
     assert size("--input", f"file://{data}") == len(U_DATA.encode())
-    assert size("--input", str(movielens)) == len(U_DATA.encode()) + len(U_ITEM.encode("latin-1"))  # a folder: its files
+    assert size("--input", str(movielens)) == len(U_DATA.encode()) + len(
+        U_ITEM.encode("latin-1")
+    )  # a folder: its files
     assert size("--input", str(tmp_path / "missing")) is None
     assert size("--input", "s3://bucket/ratings.csv") is None
     assert size("--dataset", "ml-100k") == 1_979_173

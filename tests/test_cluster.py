@@ -15,7 +15,6 @@ import os
 import subprocess
 
 import pytest
-
 from spark_services import RUN_TIMEOUT, SETTINGS, assert_same_outputs, spark_env, submit_command
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -26,9 +25,19 @@ def submitted(standalone_cluster, shipped, reference_run, tmp_path_factory):
     """The pipeline submitted to the cluster: (cluster output, process, master URL, checkpoints)."""
     base = tmp_path_factory.mktemp("cluster-run")
     out, checkpoints = base / "out", base / "checkpoints"
-    command = submit_command(standalone_cluster.url, shipped, args=[
-        "--input", str(reference_run.data), "--output", str(out), *SETTINGS, "--set", f"als.checkpoint_dir={checkpoints}",
-    ])
+    command = submit_command(
+        standalone_cluster.url,
+        shipped,
+        args=[
+            "--input",
+            str(reference_run.data),
+            "--output",
+            str(out),
+            *SETTINGS,
+            "--set",
+            f"als.checkpoint_dir={checkpoints}",
+        ],
+    )
     run = subprocess.run(command, cwd=base, env=spark_env(base), capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert run.returncode == 0, run.stderr[-5000:]
     return out, run, standalone_cluster.url, checkpoints
@@ -37,13 +46,23 @@ def submitted(standalone_cluster, shipped, reference_run, tmp_path_factory):
 def test_the_executor_python_needs_the_shipped_zip(shipped, tmp_path):
     # the stand-in for a cluster's Python has the dependencies but not the package
     python, zipped = shipped.python, shipped.package
-    has_deps = subprocess.run([str(python), "-c", "import numpy, pyarrow, pyspark, yaml"], capture_output=True, timeout=120)
+    has_deps = subprocess.run(
+        [str(python), "-c", "import numpy, pyarrow, pyspark, yaml"], capture_output=True, timeout=120
+    )
     assert has_deps.returncode == 0, has_deps.stderr
-    no_package = subprocess.run([str(python), "-c", "import als_spark"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    no_package = subprocess.run(
+        [str(python), "-c", "import als_spark"], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
     assert "ModuleNotFoundError" in no_package.stderr
     env = {**os.environ, "PYTHONPATH": str(zipped)}
-    imported = subprocess.run([str(python), "-c", "import als_spark.topk as t; print(t.__file__)"],
-                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    imported = subprocess.run(
+        [str(python), "-c", "import als_spark.topk as t; print(t.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
     assert imported.stdout.strip() == f"{zipped}/als_spark/topk.py", imported.stderr
 
 

@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from als_spark.analysis import agreement as A
-from als_spark import synthetic
-from als_spark.analysis import progress
 from als_spark import schema as S
+from als_spark import synthetic
+from als_spark.analysis import agreement as A
+from als_spark.analysis import compare, converge, fits, focus, lists, progress
 from als_spark.config import build_config
 from als_spark.errors import ConfigError
-from als_spark.analysis import compare, converge, fits, focus, lists
 
 # --- Jaccard@k and rank-biased overlap, by hand --------------------------------------------------
 
@@ -88,7 +87,10 @@ def test_lists_follow_rank_not_row_order_or_score_ties(spark):
         l2.select(F.lit("similar_users").alias("table"), F.lit(1).alias("run"), "id", "items")
     )
     got = lists.pair_agreement(entity_lists, [(0, 1)]).collect()
-    assert sorted((r["id"], r["jaccard"], r["rbo"], r["identical"]) for r in got) == [(1, 1.0, 1.0, 1.0), (2, 1.0, 1.0, 1.0)]
+    assert sorted((r["id"], r["jaccard"], r["rbo"], r["identical"]) for r in got) == [
+        (1, 1.0, 1.0, 1.0),
+        (2, 1.0, 1.0, 1.0),
+    ]
 
 
 # --- the statistical test ----------------------------------------------------------------------
@@ -166,7 +168,9 @@ def test_seed_lists_are_disjoint():
 def test_fit_cost_and_progress_message():
     records = [progress.FitRecord("x", 1, 3.0, 7), progress.FitRecord("x", 3, 7.0, 11)]
     cost = progress.cost_from(records)
-    assert cost == progress.FitCost(seconds_per_iteration=2.0, overhead_seconds=1.0, jobs_before=5.0, jobs_per_iteration=2.0)
+    assert cost == progress.FitCost(
+        seconds_per_iteration=2.0, overhead_seconds=1.0, jobs_before=5.0, jobs_per_iteration=2.0
+    )
     monitor = progress.FitMonitor.__new__(progress.FitMonitor)
     monitor.label, monitor.iterations, monitor.cost = "B seed 1", 20, cost
     # 15 jobs done -> (15 - 5) / 2 = 5 iterations in 11 - 1 s -> 2 s each -> 15 left -> 30 s
@@ -218,12 +222,23 @@ def _cfg(*overrides):
 def fitted(spark, planted):
     """Three seeds each of rank 2, rank 2 again (other seeds) and rank 20 (timed and scored on a holdout)."""
     runs = {
-        "rank 2": fits.fit_runs(spark, planted, _cfg("als.rank=2"), [42, 43, 44], name="rank 2", calibration=(),
-                             progress_interval=0),
-        "rank 2 again": fits.fit_runs(spark, planted, _cfg("als.rank=2"), [7, 8, 9], name="rank 2 again", calibration=(),
-                                   progress_interval=0),
-        "rank 20": fits.fit_runs(spark, planted, _cfg("als.rank=20"), [45, 46, 47], name="rank 20", calibration=(1, 2),
-                              warm_up=False, holdout=True, progress_interval=0),
+        "rank 2": fits.fit_runs(
+            spark, planted, _cfg("als.rank=2"), [42, 43, 44], name="rank 2", calibration=(), progress_interval=0
+        ),
+        "rank 2 again": fits.fit_runs(
+            spark, planted, _cfg("als.rank=2"), [7, 8, 9], name="rank 2 again", calibration=(), progress_interval=0
+        ),
+        "rank 20": fits.fit_runs(
+            spark,
+            planted,
+            _cfg("als.rank=20"),
+            [45, 46, 47],
+            name="rank 20",
+            calibration=(1, 2),
+            warm_up=False,
+            holdout=True,
+            progress_interval=0,
+        ),
     }
     yield runs
     for r in runs.values():
@@ -248,10 +263,14 @@ def test_rank_2_against_rank_20_on_planted_groups(spark, fitted):
     # Neighbours: different beyond seed noise. Recommendations: both ranks recommend the same
     # popular items of the user's group (every pair of fits agrees at >= 0.98), so not.
     assert result.verdicts == {
-        "similar_users": compare.DIFFERENT, "similar_items": compare.DIFFERENT, "recommendations": compare.NOT_DISTINGUISHABLE,
+        "similar_users": compare.DIFFERENT,
+        "similar_items": compare.DIFFERENT,
+        "recommendations": compare.NOT_DISTINGUISHABLE,
     }
     users = next(t for t in result.tests if (t.table, t.measure) == ("similar_users", "jaccard"))
-    assert users.test.p_value == pytest.approx(0.1) and users.test.smallest_p == pytest.approx(0.1)  # the most extreme split
+    assert users.test.p_value == pytest.approx(0.1) and users.test.smallest_p == pytest.approx(
+        0.1
+    )  # the most extreme split
     assert users.test.statistic > 0.1 and users.dominance_a > 0.3 and users.dominance_b > 0.3
     agreement = result.agreement.toPandas()
     assert result.agreement.schema == compare.AGREEMENT
@@ -269,7 +288,9 @@ def test_rank_2_against_rank_20_on_planted_groups(spark, fitted):
     # The focus user's lists, recomputed with the reference functions, give its row of the table.
     focus_rows = result.summary["focus"]
     assert [(f["focus"], f["id"], f["table"]) for f in focus_rows] == [
-        ("user index 10", 11, "similar_users"), ("user index 10", 11, "recommendations"), ("item id 3", 3, "similar_items"),
+        ("user index 10", 11, "similar_users"),
+        ("user index 10", 11, "recommendations"),
+        ("item id 3", 3, "similar_items"),
     ]  # ids 1..100 sorted: index 10 is id 11
     run_items = {int(run): [i for i, _ in entries] for run, entries in focus_rows[0]["lists"].items()}
     assert sorted(run_items) == list(range(6)) and all(len(v) == 5 and 11 not in v for v in run_items.values())
@@ -287,7 +308,8 @@ def test_rank_2_against_rank_20_on_planted_groups(spark, fitted):
     # (median 5-iteration fit - 2-iteration fit) / 3, from the seconds recorded
     assert cost["measured_as"] == "(median 5-iteration fit - 2-iteration fit) / 3"
     assert cost["seconds_per_iteration"] == pytest.approx(
-        (np.median(cost["fit_seconds"]) - cost["calibration"][1]["seconds"]) / 3)
+        (np.median(cost["fit_seconds"]) - cost["calibration"][1]["seconds"]) / 3
+    )
     # implicit ALS runs one YtY job per half-iteration: 2 more Spark jobs per iteration
     assert cost["calibration"][1]["jobs"] - cost["calibration"][0]["jobs"] == 2
     assert 0 < result.summary["holdout"]["b"]["ndcg"] <= 1 and "a" not in result.summary["holdout"]
@@ -304,8 +326,15 @@ def test_fit_runs_recommend_with_the_configurations_popularity_weight(spark, pla
     # A weight of 1000 makes the prior (1000 * ln(count), gaps >= 1000 * ln(n / (n - 1)) >= 4) outweigh
     # every dot product: each user's list is then the 10 most chosen items the user has not rated,
     # ties in count in any order. Checked against counts computed with pandas.
-    runs = fits.fit_runs(spark, planted, _cfg("als.rank=2", "recommend.popularity_weight=1000"), [42], name="prior",
-                      calibration=(), progress_interval=0)
+    runs = fits.fit_runs(
+        spark,
+        planted,
+        _cfg("als.rank=2", "recommend.popularity_weight=1000"),
+        [42],
+        name="prior",
+        calibration=(),
+        progress_interval=0,
+    )
     try:
         recs = lists.recommendations_of(runs.run_lists[0]).toPandas()
     finally:
@@ -329,8 +358,17 @@ def test_converge_steps_are_exact(spark, planted):
     from als_spark.similarity import similar_users
 
     cfg = _cfg("als.rank=20")
-    result = converge.run_converge(spark, planted, cfg, iterations=[1, 4], k=5, top_n=10, focus=[focus.Focus("user", id=10)],
-                            calibration=(), progress_interval=0)
+    result = converge.run_converge(
+        spark,
+        planted,
+        cfg,
+        iterations=[1, 4],
+        k=5,
+        top_n=10,
+        focus=[focus.Focus("user", id=10)],
+        calibration=(),
+        progress_interval=0,
+    )
     steps = result.steps.toPandas()
     assert result.steps.schema == converge.CONVERGE_STEPS
     users = steps[(steps["table"] == "similar_users")].set_index(["kind", "from_iter", "to_iter"])["jaccard"]

@@ -33,8 +33,28 @@ def no_calibration(monkeypatch):
 
 def test_compare_writes_the_report_tables_and_plot(spark, u_data, tmp_path, capsys):
     out = tmp_path / "cmp"
-    args = ["compare", "--input", str(u_data), "--output", str(out), "--seeds", "2", "--no-holdout", "--k", "3",
-            "--top-n", "3", "--user-index", "0", "--item-id", "2", "--name-a", "rank 2", "--log-level", "WARNING"]
+    args = [
+        "compare",
+        "--input",
+        str(u_data),
+        "--output",
+        str(out),
+        "--seeds",
+        "2",
+        "--no-holdout",
+        "--k",
+        "3",
+        "--top-n",
+        "3",
+        "--user-index",
+        "0",
+        "--item-id",
+        "2",
+        "--name-a",
+        "rank 2",
+        "--log-level",
+        "WARNING",
+    ]
     for side, rank in (("a", 2), ("b", 3)):
         args += sum([[f"--set-{side}", kv] for kv in [*TINY, f"als.rank={rank}"]], [])
     assert main(args) == 0
@@ -42,8 +62,16 @@ def test_compare_writes_the_report_tables_and_plot(spark, u_data, tmp_path, caps
     assert "# rank 2 vs B: do the lists differ beyond seed noise?" in printed
     assert "## user index 0 (= user id 1 in the input file): similar users" in printed
     agreement = pd.read_parquet(out / "agreement")
-    assert list(agreement.columns) == ["table", "id", "jaccard_within_a", "jaccard_within_b", "jaccard_between",
-                                       "rbo_within_a", "rbo_within_b", "rbo_between"]
+    assert list(agreement.columns) == [
+        "table",
+        "id",
+        "jaccard_within_a",
+        "jaccard_within_b",
+        "jaccard_between",
+        "rbo_within_a",
+        "rbo_within_b",
+        "rbo_between",
+    ]
     assert set(agreement["table"]) == {"similar_users", "similar_items", "recommendations"}
     assert len(pd.read_parquet(out / "agreement_pairs")) == 6 * 3  # C(4, 2) pairs of fits, 3 tables
     summary = json.loads((out / "compare.json").read_text())
@@ -59,14 +87,34 @@ def test_compare_writes_the_report_tables_and_plot(spark, u_data, tmp_path, caps
 
 def test_converge_writes_steps_and_fits(spark, u_data, tmp_path, capsys):
     out = tmp_path / "conv"
-    args = ["converge", "--input", str(u_data), "--output", str(out), "--iterations", "3,1", "--k", "3",
-            "--top-n", "3", "--user-index", "4", "--no-seed-reference", "--log-level", "WARNING"]
+    args = [
+        "converge",
+        "--input",
+        str(u_data),
+        "--output",
+        str(out),
+        "--iterations",
+        "3,1",
+        "--k",
+        "3",
+        "--top-n",
+        "3",
+        "--user-index",
+        "4",
+        "--no-seed-reference",
+        "--log-level",
+        "WARNING",
+    ]
     args += sum([["--set", kv] for kv in [*TINY, "als.rank=3"]], [])
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| 1 → 3 |" in printed and "## user index 4 (= user id 5 in the input file): similar users" in printed
     steps = pd.read_parquet(out / "converge_steps")
-    assert set(steps["kind"]) == {"step", "to_last"} and set(steps["table"]) == {"similar_users", "similar_items", "recommendations"}
+    assert set(steps["kind"]) == {"step", "to_last"} and set(steps["table"]) == {
+        "similar_users",
+        "similar_items",
+        "recommendations",
+    }
     fits = pd.read_parquet(out / "converge_fits")
     assert fits[["iterations", "seed"]].values.tolist() == [[1, 42], [3, 42]]  # counts sorted
     assert fits["ndcg"].between(0, 1).all()  # scored on the holdout
@@ -85,6 +133,22 @@ def test_bad_arguments_exit_2(spark, u_data, tmp_path, capsys):
     assert "ingest.min_rating differs" in capsys.readouterr().err
     assert main(["converge", *base, "--iterations", "5"]) == 2
     assert main(["converge", *base, "--iterations", "5,x"]) == 2
-    assert main(["compare", *base, "--seeds", "2", "--no-holdout", "--user-index", "100000",
-                 "--set-a", "als.max_iter=1", "--set-b", "als.max_iter=1"]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                *base,
+                "--seeds",
+                "2",
+                "--no-holdout",
+                "--user-index",
+                "100000",
+                "--set-a",
+                "als.max_iter=1",
+                "--set-b",
+                "als.max_iter=1",
+            ]
+        )
+        == 2
+    )
     assert "out of range" in capsys.readouterr().err

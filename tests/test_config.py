@@ -32,8 +32,16 @@ def test_seed_notebook_yaml_reproduces_the_reference_notebook():
 def test_overrides_are_typed_and_applied_after_the_file(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("als:\n  rank: 8\n  max_iter: 3\n")
-    cfg = load_config(f, ["als.rank=20", "recommend.exclude=liked", "ingest.min_rating=3", "als.num_blocks=4",
-                          "recommend.popularity_weight=-1"])
+    cfg = load_config(
+        f,
+        [
+            "als.rank=20",
+            "recommend.exclude=liked",
+            "ingest.min_rating=3",
+            "als.num_blocks=4",
+            "recommend.popularity_weight=-1",
+        ],
+    )
     assert cfg.als == ALSConfig(rank=20, max_iter=3, num_blocks=4)
     assert cfg.recommend.exclude == "liked"
     # a negative weight (favour rarely chosen items) is allowed; ints are stored as floats
@@ -60,7 +68,11 @@ def test_overrides_are_typed_and_applied_after_the_file(tmp_path):
         ({"recommend": {"exclude": "seen"}}, [], r"recommend.exclude must be one of rated, liked, none, got 'seen'"),
         ({"recommend": {"top_n": -3}}, [], r"recommend.top_n must be a positive integer, got -3"),
         ({"recommend": {"popularity_weight": "high"}}, [], r"recommend.popularity_weight must be a number, got 'high'"),
-        ({"recommend": {"popularity_weight": float("inf")}}, [], r"recommend.popularity_weight must be a number, got inf"),
+        (
+            {"recommend": {"popularity_weight": float("inf")}},
+            [],
+            r"recommend.popularity_weight must be a number, got inf",
+        ),
         ({"recommend": {"popularity_weight": None}}, [], r"recommend.popularity_weight must be a number, got None"),
         ({"similar": {"top_k": 0}}, [], r"similar.top_k must be a positive integer, got 0"),
         ({"als": [1, 2]}, [], r"section 'als' must be a mapping"),

@@ -18,13 +18,14 @@ import threading
 import pandas as pd
 import pyspark
 import pytest
-
 from spark_services import RUN_TIMEOUT, SETTINGS, assert_same_outputs, connect_server
 
 pytestmark = [
     pytest.mark.connect,
     pytest.mark.slow,
-    pytest.mark.skipif(int(pyspark.__version__.split(".")[0]) < 4, reason="the pipeline's ML over Spark Connect needs Spark 4"),
+    pytest.mark.skipif(
+        int(pyspark.__version__.split(".")[0]) < 4, reason="the pipeline's ML over Spark Connect needs Spark 4"
+    ),
 ]
 
 #: A client that is done must be gone within this many seconds.
@@ -47,8 +48,19 @@ def server(tmp_path_factory):
 def connect_run(server, reference_run, tmp_path_factory):
     url, _ = server
     out = tmp_path_factory.mktemp("connect-out") / "out"
-    command = [sys.executable, "-m", "als_spark", "run", "--input", str(reference_run.data), "--output", str(out), *SETTINGS,
-               "--remote", url]
+    command = [
+        sys.executable,
+        "-m",
+        "als_spark",
+        "run",
+        "--input",
+        str(reference_run.data),
+        "--output",
+        str(out),
+        *SETTINGS,
+        "--remote",
+        url,
+    ]
     run = subprocess.run(command, env=_client_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert run.returncode == 0, run.stderr[-5000:]
     return reference_run.output, out, run
@@ -80,8 +92,13 @@ def test_show_over_spark_remote(connect_run, server):
     recs = pd.read_parquet(out / "recommendations")
     user = int(recs["user_id"].min())
     first = recs[recs["user_id"] == user].sort_values("rank").iloc[0]
-    shown = subprocess.run([sys.executable, "-m", "als_spark", "show", "--output", str(out), "--user", str(user)],
-                           env=_client_env(SPARK_REMOTE=url), capture_output=True, text=True, timeout=EXIT_TIMEOUT)
+    shown = subprocess.run(
+        [sys.executable, "-m", "als_spark", "show", "--output", str(out), "--user", str(user)],
+        env=_client_env(SPARK_REMOTE=url),
+        capture_output=True,
+        text=True,
+        timeout=EXIT_TIMEOUT,
+    )
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert f"recommendations for user {user}" in shown.stdout and f"users most similar to user {user}" in shown.stdout
     assert first["title"] in shown.stdout
@@ -108,8 +125,9 @@ def test_client_holding_a_fitted_model_exits_promptly(server, tmp_path):
     script = tmp_path / "hold_model.py"
     script.write_text(HOLD_MODEL)
     try:
-        done = subprocess.run([sys.executable, str(script), url], env=_client_env(), capture_output=True, text=True,
-                              timeout=EXIT_TIMEOUT)
+        done = subprocess.run(
+            [sys.executable, str(script), url], env=_client_env(), capture_output=True, text=True, timeout=EXIT_TIMEOUT
+        )
     except subprocess.TimeoutExpired as hung:  # run() has killed it
         pytest.fail(f"the client did not exit within {EXIT_TIMEOUT} s (stdout: {hung.stdout!r})")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -123,8 +141,13 @@ def test_without_the_guard_the_same_client_hangs_at_exit(server, tmp_path):
     url, _ = server
     script = tmp_path / "hold_model.py"
     script.write_text(HOLD_MODEL)
-    proc = subprocess.Popen([sys.executable, str(script), url, "--without-stop-at-exit"], env=_client_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), url, "--without-stop-at-exit"],
+        env=_client_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     watchdog = threading.Timer(EXIT_TIMEOUT, proc.kill)  # bounds the readline below
     watchdog.start()
     try:

@@ -19,8 +19,7 @@ from als_spark.errors import DatasetError
 
 U_DATA = b"1\t10\t5\t881250949\n2\t10\t3\t891717742\n2\t20\t4\t878887116\n"
 U_ITEM = b"10|Made-up Movie (1995)|01-Jan-1995||x|0|1\n20|Other (1996)|||x|1|0\n"
-GOOD_SHA = {name: hashlib.sha256(data).hexdigest() for name, data in
-            (("u.data", U_DATA), ("u.item", U_ITEM))}
+GOOD_SHA = {name: hashlib.sha256(data).hexdigest() for name, data in (("u.data", U_DATA), ("u.item", U_ITEM))}
 
 
 def make_zip(members: dict[str, bytes]) -> bytes:
@@ -31,8 +30,7 @@ def make_zip(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-GOOD_ZIP = make_zip({"ml-100k/u.data": U_DATA, "ml-100k/u.item": U_ITEM,
-                     "ml-100k/README": b"not extracted\n"})
+GOOD_ZIP = make_zip({"ml-100k/u.data": U_DATA, "ml-100k/u.item": U_ITEM, "ml-100k/README": b"not extracted\n"})
 
 
 class Server:
@@ -101,8 +99,7 @@ def files_under(path: Path) -> set[str]:
 
 def test_download_extracts_and_verifies(server: Server, tmp_path: Path) -> None:
     server.routes["/ml-100k.zip"] = (200, GOOD_ZIP)
-    out = fetch_ml_100k(url=server.url("/ml-100k.zip"), cache_dir=tmp_path,
-                        expected_sha256=GOOD_SHA)
+    out = fetch_ml_100k(url=server.url("/ml-100k.zip"), cache_dir=tmp_path, expected_sha256=GOOD_SHA)
     assert out == tmp_path / "ml-100k"
     assert (out / "u.data").read_bytes() == U_DATA
     assert (out / "u.item").read_bytes() == U_ITEM
@@ -136,8 +133,7 @@ def test_checksum_mismatch(server: Server, tmp_path: Path, bad_file: str) -> Non
     server.routes["/ml-100k.zip"] = (200, GOOD_ZIP)
     expected = {**GOOD_SHA, bad_file: "0" * 64}
     with pytest.raises(DatasetError) as err:
-        fetch_ml_100k(url=server.url("/ml-100k.zip"), cache_dir=tmp_path,
-                      expected_sha256=expected)
+        fetch_ml_100k(url=server.url("/ml-100k.zip"), cache_dir=tmp_path, expected_sha256=expected)
     msg = str(err.value)
     assert bad_file in msg
     assert "0" * 64 in msg and GOOD_SHA[bad_file] in msg
@@ -196,8 +192,7 @@ def test_unresponsive_server_times_out(tmp_path: Path, connections: list) -> Non
 
 def test_http_404(server: Server, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="HTTP 404") as err:
-        fetch_ml_100k(url=server.url("/missing.zip"), cache_dir=tmp_path,
-                      expected_sha256=GOOD_SHA)
+        fetch_ml_100k(url=server.url("/missing.zip"), cache_dir=tmp_path, expected_sha256=GOOD_SHA)
     assert "--dataset synthetic" in str(err.value)
     assert files_under(tmp_path) == set()
 
@@ -205,28 +200,28 @@ def test_http_404(server: Server, tmp_path: Path) -> None:
 def test_corrupt_body(server: Server, tmp_path: Path) -> None:
     server.routes["/ml-100k.zip"] = (200, b"<html>this is not a zip</html>")
     with pytest.raises(DatasetError, match="not a valid zip archive"):
-        fetch_ml_100k(url=server.url("/ml-100k.zip"), cache_dir=tmp_path,
-                      expected_sha256=GOOD_SHA)
+        fetch_ml_100k(url=server.url("/ml-100k.zip"), cache_dir=tmp_path, expected_sha256=GOOD_SHA)
     assert files_under(tmp_path) == set()
 
 
 def test_missing_member(server: Server, tmp_path: Path) -> None:
     server.routes["/ml-100k.zip"] = (200, make_zip({"ml-100k/u.data": U_DATA}))
     with pytest.raises(DatasetError, match="no member ml-100k/u.item"):
-        fetch_ml_100k(url=server.url("/ml-100k.zip"), cache_dir=tmp_path,
-                      expected_sha256=GOOD_SHA)
+        fetch_ml_100k(url=server.url("/ml-100k.zip"), cache_dir=tmp_path, expected_sha256=GOOD_SHA)
     assert files_under(tmp_path) == set()
 
 
 def test_path_traversal_members_are_not_written(server: Server, tmp_path: Path) -> None:
     cache = tmp_path / "a" / "cache"
-    evil = make_zip({
-        "ml-100k/u.data": U_DATA,
-        "ml-100k/u.item": U_ITEM,
-        "../evil": b"pwned",
-        "ml-100k/../../../evil2": b"pwned",
-        f"{tmp_path}/evil3": b"pwned",  # absolute name, still inside tmp_path
-    })
+    evil = make_zip(
+        {
+            "ml-100k/u.data": U_DATA,
+            "ml-100k/u.item": U_ITEM,
+            "../evil": b"pwned",
+            "ml-100k/../../../evil2": b"pwned",
+            f"{tmp_path}/evil3": b"pwned",  # absolute name, still inside tmp_path
+        }
+    )
     server.routes["/ml-100k.zip"] = (200, evil)
     out = fetch_ml_100k(url=server.url("/ml-100k.zip"), cache_dir=cache, expected_sha256=GOOD_SHA)
     assert (out / "u.data").read_bytes() == U_DATA
@@ -235,8 +230,7 @@ def test_path_traversal_members_are_not_written(server: Server, tmp_path: Path) 
 
 def test_traversal_name_does_not_satisfy_a_member(server: Server, tmp_path: Path) -> None:
     # "ml-100k/../u.item" must not be taken for ml-100k/u.item (nor written anywhere).
-    server.routes["/ml-100k.zip"] = (200, make_zip({"ml-100k/u.data": U_DATA,
-                                                    "ml-100k/../u.item": U_ITEM}))
+    server.routes["/ml-100k.zip"] = (200, make_zip({"ml-100k/u.data": U_DATA, "ml-100k/../u.item": U_ITEM}))
     cache = tmp_path / "cache"
     with pytest.raises(DatasetError, match="no member ml-100k/u.item"):
         fetch_ml_100k(url=server.url("/ml-100k.zip"), cache_dir=cache, expected_sha256=GOOD_SHA)

@@ -24,12 +24,12 @@ from types import ModuleType, SimpleNamespace
 import pandas as pd
 import pytest
 import yaml
+from spark_services import ROOT, read_table, write_dataset
 
 import als_spark
 from als_spark import cli
 from als_spark.config import load_config
 from als_spark.package import build_zip, sources
-from spark_services import ROOT, read_table, write_dataset
 
 BUNDLE = ROOT / "databricks.yml"
 NOTEBOOK = ROOT / "jobs" / "databricks" / "als_spark_explore.py"
@@ -54,6 +54,7 @@ def _wheel_tasks(jobs: dict[str, tuple[Path, dict]]) -> list[tuple[Path, dict, d
 
 def _render(value: str, root: dict, job: dict) -> str:
     """Resolve ``${var.X}`` (bundle variables) and ``{{job.parameters.X}}`` / ``{{job.start_time.iso_date}}``."""
+
     def var(m: re.Match) -> str:
         return str(root["variables"][m.group(1)]["default"])
 
@@ -197,11 +198,16 @@ def _load_dag(monkeypatch, **env: str):
 #: The DAG's settings in the two tests below (this checkout as ALS_SPARK_HOME), and the command line they give.
 DAG_ENV = {"ALS_SPARK_HOME": str(ROOT), "ALS_SPARK_DATA": "/data/als", "ALS_SPARK_PYTHON": "/opt/als/bin/python"}
 DAG_ARGS = [
-    "--input", "/data/als/input/u.data",
-    "--output", "/data/als/out/run_date={{ ds }}",
-    "--config", f"{ROOT}/conf/default.yaml",
-    "--set", "als.checkpoint_dir=/data/als/checkpoints/run_date={{ ds }}",
-    "--log-level", "INFO",
+    "--input",
+    "/data/als/input/u.data",
+    "--output",
+    "/data/als/out/run_date={{ ds }}",
+    "--config",
+    f"{ROOT}/conf/default.yaml",
+    "--set",
+    "als.checkpoint_dir=/data/als/checkpoints/run_date={{ ds }}",
+    "--log-level",
+    "INFO",
 ]
 
 
@@ -218,8 +224,8 @@ def test_airflow_dag_imports_without_airflow_and_its_command_line_is_one_the_cli
     assert args.output == f"/data/als/out/run_date={RUN_DATE}"
     load_config(args.config, args.overrides)  # conf/default.yaml and every --set exist
     assert Path(dag.APPLICATION).is_file()  # jobs/run.py, which prepends the `run` command
-    assert dag.VERSION == als_spark.__version__
-    assert dag.PY_FILES == f"{ROOT}/dist/{build_zip(tmp_path).name}"  # the zip `python -m als_spark.package` builds
+    assert als_spark.__version__ == dag.VERSION
+    assert f"{ROOT}/dist/{build_zip(tmp_path).name}" == dag.PY_FILES  # the zip `python -m als_spark.package` builds
 
 
 def test_airflow_dag_gives_the_operator_that_command_line(monkeypatch):
@@ -240,8 +246,13 @@ def test_airflow_dag_gives_the_operator_that_command_line(monkeypatch):
         def __init__(self, **kwargs):
             built.setdefault("tasks", []).append(kwargs)
 
-    parents = ("airflow", "airflow.providers", "airflow.providers.apache", "airflow.providers.apache.spark",
-               "airflow.providers.apache.spark.operators")
+    parents = (
+        "airflow",
+        "airflow.providers",
+        "airflow.providers.apache",
+        "airflow.providers.apache.spark",
+        "airflow.providers.apache.spark.operators",
+    )
     for name in parents:
         monkeypatch.setitem(sys.modules, name, ModuleType(name))
     sdk = ModuleType("airflow.sdk")  # Airflow 3's
@@ -254,7 +265,11 @@ def test_airflow_dag_gives_the_operator_that_command_line(monkeypatch):
     dag = _load_dag(monkeypatch, **DAG_ENV)
     assert dag.DAG is StubDAG and isinstance(dag.dag, StubDAG)
     assert {key: built["dag"][key] for key in ("dag_id", "schedule", "catchup", "max_active_runs")} == {
-        "dag_id": "als_spark_daily", "schedule": "0 3 * * *", "catchup": False, "max_active_runs": 1}
+        "dag_id": "als_spark_daily",
+        "schedule": "0 3 * * *",
+        "catchup": False,
+        "max_active_runs": 1,
+    }
     (task,) = built["tasks"]
     assert {key: task[key] for key in ("application", "py_files", "conf", "application_args")} == {
         "application": f"{ROOT}/jobs/run.py",
@@ -273,8 +288,12 @@ def test_py_files_zip_is_reproducible_and_holds_every_module(tmp_path):
         assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
     assert names == [p.as_posix() for p in sources()]
     # subpackages included (the CLI and the analysis modules are packages of their own)
-    assert {"als_spark/__init__.py", "als_spark/cli/__init__.py", "als_spark/analysis/__init__.py",
-            "als_spark/topk.py"} <= set(names)
+    assert {
+        "als_spark/__init__.py",
+        "als_spark/cli/__init__.py",
+        "als_spark/analysis/__init__.py",
+        "als_spark/topk.py",
+    } <= set(names)
     assert not any("__pycache__" in n for n in names)
 
 
@@ -283,10 +302,25 @@ def test_py_files_zip_is_reproducible_and_holds_every_module(tmp_path):
 def test_rerunning_a_run_date_rewrites_the_same_output(spark, tmp_path):
     data = write_dataset(tmp_path / "data", n_ratings=3000)
     out = tmp_path / "out" / f"run_date={RUN_DATE}"
-    argv = ["run", "--input", str(data), "--output", str(out), "--set", "als.rank=4", "--set", "als.max_iter=3",
-            "--set", "als.num_blocks=2", "--log-level", "WARNING"]
+    argv = [
+        "run",
+        "--input",
+        str(data),
+        "--output",
+        str(out),
+        "--set",
+        "als.rank=4",
+        "--set",
+        "als.max_iter=3",
+        "--set",
+        "als.num_blocks=2",
+        "--log-level",
+        "WARNING",
+    ]
     assert cli.main(argv) == 0
-    first = {name: read_table(out, name) for name in ("interactions", "user_factors", "recommendations", "similar_items")}
+    first = {
+        name: read_table(out, name) for name in ("interactions", "user_factors", "recommendations", "similar_items")
+    }
     listing = sorted(p.name for p in out.iterdir())
     assert cli.main(argv) == 0  # the retry of the same day
     assert sorted(p.name for p in out.iterdir()) == listing

@@ -24,8 +24,21 @@ POPULARITY_WEIGHT = 0.02
 @pytest.fixture(scope="module")
 def run(spark, tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e") / "out"
-    code = main(["run", "--dataset", "synthetic", "--output", str(out), "--set", "als.max_iter=10",
-                 "--set", f"recommend.popularity_weight={POPULARITY_WEIGHT}", "--log-level", "WARNING"])
+    code = main(
+        [
+            "run",
+            "--dataset",
+            "synthetic",
+            "--output",
+            str(out),
+            "--set",
+            "als.max_iter=10",
+            "--set",
+            f"recommend.popularity_weight={POPULARITY_WEIGHT}",
+            "--log-level",
+            "WARNING",
+        ]
+    )
     assert code == 0
     return out
 
@@ -44,7 +57,16 @@ def _factors(out, name) -> tuple[np.ndarray, np.ndarray]:
     return df["id"].to_numpy(), np.stack(df["features"].to_numpy()).astype(np.float64)
 
 
-def _check_top_k(written: pd.DataFrame, key: str, other: str, value: str, ids: np.ndarray, other_ids: np.ndarray, scores: np.ndarray, k: int) -> int:
+def _check_top_k(
+    written: pd.DataFrame,
+    key: str,
+    other: str,
+    value: str,
+    ids: np.ndarray,
+    other_ids: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+) -> int:
     """Compare written top-k lists with ``scores`` (rows: ids, columns: other_ids; -inf = excluded).
 
     Exact ties may be listed in either order only if our tie-break (smaller id first) holds; near-ties
@@ -85,10 +107,13 @@ def test_recommendations_match_numpy_and_never_include_rated_items(run, data):
     assert len(recs) == 10 * len(users)
 
 
-@pytest.mark.parametrize(("table", "factors", "key", "other"), [
-    ("similar_items", "item_factors", "item_id", "similar_item_id"),
-    ("similar_users", "user_factors", "user_id", "similar_user_id"),
-])
+@pytest.mark.parametrize(
+    ("table", "factors", "key", "other"),
+    [
+        ("similar_items", "item_factors", "item_id", "similar_item_id"),
+        ("similar_users", "user_factors", "user_id", "similar_user_id"),
+    ],
+)
 def test_similarities_match_numpy_cosine(run, table, factors, key, other):
     ids, f = _factors(run, factors)
     unit = f / np.linalg.norm(f, axis=1, keepdims=True)
@@ -123,8 +148,14 @@ def test_summary_interactions_and_counts_match_pandas(run, data):
     pd.testing.assert_frame_equal(interactions, want, check_dtype=False)
 
     info = json.loads((run / "run.json").read_text())
-    assert {k: info["counts"][k] for k in ("rows_read", "rows_rejected", "duplicates_dropped", "ratings", "interactions")} == {
-        "rows_read": 100_000, "rows_rejected": 0, "duplicates_dropped": 0, "ratings": 100_000, "interactions": len(liked),
+    assert {
+        k: info["counts"][k] for k in ("rows_read", "rows_rejected", "duplicates_dropped", "ratings", "interactions")
+    } == {
+        "rows_read": 100_000,
+        "rows_rejected": 0,
+        "duplicates_dropped": 0,
+        "ratings": 100_000,
+        "interactions": len(liked),
     }
     rated_users, rated_items = data.ratings["user_id"].nunique(), data.ratings["item_id"].nunique()
     assert info["counts"]["users_without_interactions"] == rated_users - len(per_user)
@@ -132,7 +163,16 @@ def test_summary_interactions_and_counts_match_pandas(run, data):
     assert info["input"]["dataset"] == "synthetic"
     assert info["config"]["als"]["max_iter"] == 10
     assert info["config"]["recommend"]["popularity_weight"] == POPULARITY_WEIGHT
-    assert set(info["timings_seconds"]) == {"ingest", "write_ingest", "fit", "write_model", "recommend", "similar_items", "similar_users", "publish"}
+    assert set(info["timings_seconds"]) == {
+        "ingest",
+        "write_ingest",
+        "fit",
+        "write_model",
+        "recommend",
+        "similar_items",
+        "similar_users",
+        "publish",
+    }
     assert info["versions"]["spark"].startswith("4.") and info["versions"]["java"]
 
 

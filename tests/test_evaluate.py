@@ -12,8 +12,8 @@ from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.sql import functions as F
 
-from als_spark.errors import ConfigError
 from als_spark.analysis import baselines, metrics, splits
+from als_spark.errors import ConfigError
 
 RECS = "user_id int, rank int, item_id int, score float"
 PAIRS = "user_id int, item_id int"
@@ -33,10 +33,19 @@ def log2(x: float) -> float:
 #   u4: (none)                                 test {10, 11}          no recommendations: zeros
 #   u5: 60, 61, 62                             (no test items)        ignored, also for coverage
 METRIC_RECS = [
-    (1, 1, 10, 0.9), (1, 2, 20, 0.8), (1, 3, 30, 0.7), (1, 4, 40, 0.6),
-    (2, 1, 11, 0.9), (2, 2, 21, 0.8), (2, 3, 31, 0.7),
-    (3, 1, 12, 0.9), (3, 2, 22, 0.8), (3, 3, 32, 0.7),
-    (5, 1, 60, 0.9), (5, 2, 61, 0.8), (5, 3, 62, 0.7),
+    (1, 1, 10, 0.9),
+    (1, 2, 20, 0.8),
+    (1, 3, 30, 0.7),
+    (1, 4, 40, 0.6),
+    (2, 1, 11, 0.9),
+    (2, 2, 21, 0.8),
+    (2, 3, 31, 0.7),
+    (3, 1, 12, 0.9),
+    (3, 2, 22, 0.8),
+    (3, 3, 32, 0.7),
+    (5, 1, 60, 0.9),
+    (5, 2, 61, 0.8),
+    (5, 3, 62, 0.7),
 ]
 METRIC_TEST = [(1, 10), (1, 30), (1, 40), (1, 50), (2, 21), (3, 99), (4, 10), (4, 11)]
 
@@ -94,7 +103,15 @@ def test_ranking_metrics_k_cuts_the_lists(metric_data):
     # coverage: {10, 11, 12} of 20.
     got = metrics.ranking_metrics(recs, test, k=1, catalog_size=20)
     assert got == pytest.approx(
-        {"precision": 1 / 4, "recall": (1 / 4) / 4, "ndcg": 1 / 4, "map": 1 / 4, "hit_rate": 1 / 4, "coverage": 3 / 20, "users": 4}
+        {
+            "precision": 1 / 4,
+            "recall": (1 / 4) / 4,
+            "ndcg": 1 / 4,
+            "map": 1 / 4,
+            "hit_rate": 1 / 4,
+            "coverage": 3 / 20,
+            "users": 4,
+        }
     )
 
 
@@ -115,7 +132,9 @@ def test_ranking_metrics_rejects_bad_k(metric_data, bad):
 def _evaluator_input(recs, test, users):
     """One row per user: predicted ids by rank and relevant ids, as doubles (RankingEvaluator's input)."""
     preds = recs.groupBy("user_id").agg(
-        F.transform(F.sort_array(F.collect_list(F.struct("rank", "item_id"))), lambda s: s["item_id"].cast("double")).alias("prediction")
+        F.transform(
+            F.sort_array(F.collect_list(F.struct("rank", "item_id"))), lambda s: s["item_id"].cast("double")
+        ).alias("prediction")
     )
     labels = test.groupBy("user_id").agg(F.collect_set(F.col("item_id").cast("double")).alias("label"))
     return (
@@ -135,7 +154,12 @@ def test_matches_spark_ranking_evaluator_on_evaluated_users(spark, metric_data, 
     # Rows for the evaluated users u1..u4 only (u4 with an empty prediction array).
     evaluated = spark.createDataFrame([(1,), (2,), (3,), (4,)], "user_id int")
     data = _evaluator_input(recs, test, evaluated)
-    for ours_name, spark_name in [("precision", "precisionAtK"), ("recall", "recallAtK"), ("ndcg", "ndcgAtK"), ("map", "meanAveragePrecisionAtK")]:
+    for ours_name, spark_name in [
+        ("precision", "precisionAtK"),
+        ("recall", "recallAtK"),
+        ("ndcg", "ndcgAtK"),
+        ("map", "meanAveragePrecisionAtK"),
+    ]:
         theirs = RankingEvaluator(metricName=spark_name, k=k).evaluate(data)
         assert ours[ours_name] == pytest.approx(theirs, rel=1e-9), ours_name
 
@@ -221,7 +245,12 @@ def test_random_split_holds_out_the_smallest_hashes(many):
     _, test = splits.split_per_user_random(many, seed=42)
     order = (
         many.where("user_id = 1")
-        .select("item_id", F.expr("xxhash64('split', CAST(42 AS BIGINT), CAST(user_id AS BIGINT), CAST(item_id AS BIGINT))").alias("h"))
+        .select(
+            "item_id",
+            F.expr("xxhash64('split', CAST(42 AS BIGINT), CAST(user_id AS BIGINT), CAST(item_id AS BIGINT))").alias(
+                "h"
+            ),
+        )
         .orderBy("h", "item_id")
         .collect()
     )
@@ -231,10 +260,18 @@ def test_random_split_holds_out_the_smallest_hashes(many):
 def test_chronological_split_holds_out_the_latest(spark):
     rows = [
         # u1, 4 rows -> 1 test: the latest (t=40, item 13)
-        (1, 10, 5.0, 10), (1, 11, 4.0, 30), (1, 12, 4.0, 20), (1, 13, 5.0, 40),
+        (1, 10, 5.0, 10),
+        (1, 11, 4.0, 30),
+        (1, 12, 4.0, 20),
+        (1, 13, 5.0, 40),
         # u2, 6 rows -> 2 test: t=50 is tied between items 25 and 21: the larger id counts as later,
         # so test = {25 (t=50), 21 (t=50)} and 24 (t=45) stays; the null timestamp is the earliest.
-        (2, 20, 4.0, None), (2, 21, 4.0, 50), (2, 22, 4.0, 5), (2, 23, 4.0, 6), (2, 24, 4.0, 45), (2, 25, 4.0, 50),
+        (2, 20, 4.0, None),
+        (2, 21, 4.0, 50),
+        (2, 22, 4.0, 5),
+        (2, 23, 4.0, 6),
+        (2, 24, 4.0, 45),
+        (2, 25, 4.0, 50),
         # u3, 1 row -> stays in train
         (3, 30, 4.0, 99),
     ]
@@ -285,10 +322,13 @@ def test_most_popular_with_exclusions_and_ties(spark, pop_train):
     got = baselines.most_popular(pop_train, users, k=2, exclude=exclude)
     expected = spark.createDataFrame(
         [
-            (1, 1, 2, 3.0), (1, 2, 3, 2.0),  # 1 excluded: next are 2 (3) and 3 (2)
-            (2, 1, 1, 3.0), (2, 2, 2, 3.0),  # nothing excluded; 1 and 2 tie at 3: smaller id first
+            (1, 1, 2, 3.0),
+            (1, 2, 3, 2.0),  # 1 excluded: next are 2 (3) and 3 (2)
+            (2, 1, 1, 3.0),
+            (2, 2, 2, 3.0),  # nothing excluded; 1 and 2 tie at 3: smaller id first
             (3, 1, 5, 1.0),  # only item 5 unseen: fewer than k
-            (4, 1, 1, 3.0), (4, 2, 3, 2.0),  # 2 excluded (9 is not in the catalogue)
+            (4, 1, 1, 3.0),
+            (4, 2, 3, 2.0),  # 2 excluded (9 is not in the catalogue)
         ],
         RECS,
     )
@@ -327,9 +367,7 @@ def _lists(df):
 
 def test_random_items_exact_sizes_and_exclusions(spark, catalogue):
     users = spark.createDataFrame([(1,), (2,), (3,)], "user_id int")
-    exclude = spark.createDataFrame(
-        [(1, list(range(1, 16))), (2, list(range(1, 19))), (3, [2, 4, 6])], EXCLUDE
-    )
+    exclude = spark.createDataFrame([(1, list(range(1, 16))), (2, list(range(1, 19))), (3, [2, 4, 6])], EXCLUDE)
     got = baselines.random_items(catalogue, users, k=5, seed=1, exclude=exclude)
     lists = _lists(got)
     # u1 excludes 1..15: exactly the 5 unseen items 16..20 remain, all returned.
@@ -361,7 +399,10 @@ def test_random_items_are_roughly_uniform(spark):
     # smallest ids) puts 400 on one item; allow 20..60 (more than 3 standard deviations, sd = 6).
     train = spark.createDataFrame([(1, i) for i in range(10)], PAIRS)
     users = spark.createDataFrame([(u,) for u in range(400)], "user_id int")
-    counts = {r["item_id"]: r["count"] for r in baselines.random_items(train, users, k=1, seed=3).groupBy("item_id").count().collect()}
+    counts = {
+        r["item_id"]: r["count"]
+        for r in baselines.random_items(train, users, k=1, seed=3).groupBy("item_id").count().collect()
+    }
     assert sorted(counts) == list(range(10))
     assert all(20 <= c <= 60 for c in counts.values()), counts
 

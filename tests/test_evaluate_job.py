@@ -11,16 +11,25 @@ import dataclasses
 import pytest
 from pyspark.sql import functions as F
 
+from als_spark.analysis import baselines, evaluate, metrics
 from als_spark.config import ALSConfig, Config
 from als_spark.errors import ConfigError
-from als_spark.analysis import baselines, evaluate, metrics
 
 INTERACTIONS = "user_id int, item_id int, rating double, confidence double, timestamp long"
 
 # Group A: users 1..6 each interact with all of items 101..108; group B: users 7..9 with 201..208.
 # Timestamps put each user's two latest items (the test items at 0.25 * 8 = 2) at:
-LATEST = {1: (101, 102), 2: (103, 104), 3: (105, 106), 4: (107, 108), 5: (101, 102), 6: (103, 104),
-          7: (201, 202), 8: (203, 204), 9: (205, 206)}
+LATEST = {
+    1: (101, 102),
+    2: (103, 104),
+    3: (105, 106),
+    4: (107, 108),
+    5: (101, 102),
+    6: (103, 104),
+    7: (201, 202),
+    8: (203, 204),
+    9: (205, 206),
+}
 # Train popularity (users minus those holding the item out):
 #   101..104: 6 - 2 = 4, 105..108: 6 - 1 = 5; 201..206: 3 - 1 = 2, 207..208: 3.
 # Every A item (>= 4) is more popular than every B item (<= 3). With k = 2:
@@ -29,7 +38,15 @@ LATEST = {1: (101, 102), 2: (103, 104), 3: (105, 106), 4: (107, 108), 5: (101, 1
 #   B users: unseen = all 8 A items + their 2 test items -> popularity returns 105, 106 (5, smallest ids): 0.
 # Over 9 users: precision = recall = ndcg = map = hit_rate = 6/9.
 # Coverage: A lists cover 101..108 (users 1-4), B lists {105, 106}: 8 of the 16 train items.
-POPULARITY = {"precision": 6 / 9, "recall": 6 / 9, "ndcg": 6 / 9, "map": 6 / 9, "hit_rate": 6 / 9, "coverage": 8 / 16, "users": 9}
+POPULARITY = {
+    "precision": 6 / 9,
+    "recall": 6 / 9,
+    "ndcg": 6 / 9,
+    "map": 6 / 9,
+    "hit_rate": 6 / 9,
+    "coverage": 8 / 16,
+    "users": 9,
+}
 
 
 def _rows():
@@ -51,7 +68,9 @@ CFG = Config(als=ALSConfig(rank=4, max_iter=10, reg_param=0.01, alpha=1.0, seed=
 
 
 def test_run_evaluate_chronological_planted_groups(spark, interactions):
-    metrics_table, rows = evaluate.run_evaluate(spark, interactions, CFG, k=2, test_fraction=0.25, split="chronological", seed=3)
+    metrics_table, rows = evaluate.run_evaluate(
+        spark, interactions, CFG, k=2, test_fraction=0.25, split="chronological", seed=3
+    )
     assert metrics_table.schema == metrics.METRICS
     # The table and the returned rows, each against the numbers computed by hand.
     for got in ([r.asDict() for r in metrics_table.collect()], rows):
@@ -75,8 +94,9 @@ def test_run_evaluate_scores_als_with_the_configured_popularity_prior(spark, int
     # (the only unseen A items) and B users two of 105..108 (count 5): the popularity row computed
     # by hand above, where the same ALS without the prior scores 1 everywhere.
     cfg = Config(als=CFG.als, recommend=dataclasses.replace(CFG.recommend, popularity_weight=100.0))
-    _, rows = evaluate.run_evaluate(spark, interactions, cfg, k=2, test_fraction=0.25, split="chronological", seed=3,
-                             baselines=())
+    _, rows = evaluate.run_evaluate(
+        spark, interactions, cfg, k=2, test_fraction=0.25, split="chronological", seed=3, baselines=()
+    )
     assert [r["model"] for r in rows] == ["als"]
     assert {key: rows[0][key] for key in POPULARITY} == pytest.approx(POPULARITY)
 
@@ -123,8 +143,18 @@ def test_rated_exclusions_random_split_all_ratings_but_the_test_items(spark):
     train = spark.createDataFrame([(1, 1), (1, 2), (2, 6)], "user_id int, item_id int")
     test = spark.createDataFrame([(1, 3)], "user_id int, item_id int")
     rated = spark.createDataFrame(
-        [(1, 1, 5.0, 1), (1, 2, 4.0, 2), (1, 3, 5.0, 3), (1, 4, 2.0, 4), (1, 5, 1.0, 5),
-         (2, 6, 4.0, 1), (2, 7, 3.0, 2), (3, 8, 2.0, 1)], RATED)
+        [
+            (1, 1, 5.0, 1),
+            (1, 2, 4.0, 2),
+            (1, 3, 5.0, 3),
+            (1, 4, 2.0, 4),
+            (1, 5, 1.0, 5),
+            (2, 6, 4.0, 1),
+            (2, 7, 3.0, 2),
+            (3, 8, 2.0, 1),
+        ],
+        RATED,
+    )
     got = baselines.rated_exclusions(train, test, rated, split="random")
     # user 1: train 1, 2 plus the low-rated 4, 5 (test item 3 never); user 2: 6 and 7; user 3: only low ratings.
     assert _sorted(got) == [(1, [1, 2, 4, 5]), (2, [6, 7]), (3, [8])]
@@ -134,8 +164,18 @@ def test_rated_exclusions_chronological_split_only_ratings_before_the_first_test
     train = spark.createDataFrame([(1, 1), (1, 2), (2, 6)], "user_id int, item_id int")
     test = spark.createDataFrame([(1, 3, 30)], "user_id int, item_id int, timestamp long")
     rated = spark.createDataFrame(
-        [(1, 1, 5.0, 10), (1, 4, 2.0, 15), (1, 2, 4.0, 20), (1, 3, 5.0, 30), (1, 9, 2.0, 30), (1, 5, 1.0, 40),
-         (2, 6, 4.0, 5), (2, 7, 3.0, 50)], RATED)
+        [
+            (1, 1, 5.0, 10),
+            (1, 4, 2.0, 15),
+            (1, 2, 4.0, 20),
+            (1, 3, 5.0, 30),
+            (1, 9, 2.0, 30),
+            (1, 5, 1.0, 40),
+            (2, 6, 4.0, 5),
+            (2, 7, 3.0, 50),
+        ],
+        RATED,
+    )
     got = baselines.rated_exclusions(train, test, rated, split="chronological")
     # user 1: 4 (t=15) is known; 9 (t=30, same time as the first test item) and 5 (t=40) are not yet;
     # user 2 has no test item, so everything it rated is known.
@@ -147,10 +187,20 @@ def test_run_evaluate_exclude_rated_hides_low_rated_items_from_every_model(spark
     # only after its test items (unknown at list time under the chronological split).
     low = [(u, i, 1.0, 1000 * u - 1) for u in (7, 8) for i in range(101, 109)]
     low += [(9, i, 1.0, 1000 * 9 + 50) for i in (105, 106)]
-    rated = interactions.select("user_id", "item_id", "rating", "timestamp").unionByName(spark.createDataFrame(low, RATED))
+    rated = interactions.select("user_id", "item_id", "rating", "timestamp").unionByName(
+        spark.createDataFrame(low, RATED)
+    )
     metrics_table, rows = evaluate.run_evaluate(
-        spark, interactions, CFG, k=2, test_fraction=0.25, split="chronological", seed=3,
-        baselines=("popularity",), exclude="rated", rated=rated,
+        spark,
+        interactions,
+        CFG,
+        k=2,
+        test_fraction=0.25,
+        split="chronological",
+        seed=3,
+        baselines=("popularity",),
+        exclude="rated",
+        rated=rated,
     )
     pop = {key: rows[1][key] for key in POPULARITY}
     # Popularity (train counts above): A users as before (all 1). Users 7, 8: the A items are

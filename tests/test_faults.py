@@ -40,12 +40,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-
-from als_spark import model
 from spark_services import (
-    RUN_TIMEOUT, SETTINGS, TABLES, Cluster, Driver, Shipped, process_table, read_event_log, read_table, spark_env,
+    RUN_TIMEOUT,
+    SETTINGS,
+    TABLES,
+    Cluster,
+    Driver,
+    Shipped,
+    process_table,
+    read_event_log,
+    read_table,
+    spark_env,
     submit_command,
 )
+
+from als_spark import model
 
 
 @dataclasses.dataclass
@@ -60,7 +69,9 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(standalone_cluster, shipped, reference_run, tmp_path_factory):
     """The shared cluster, the package zip and the Python executors run, and the reference output."""
-    return Setup(tmp_path_factory.mktemp("faults"), reference_run.data, reference_run.output, shipped, standalone_cluster)
+    return Setup(
+        tmp_path_factory.mktemp("faults"), reference_run.data, reference_run.output, shipped, standalone_cluster
+    )
 
 
 @dataclasses.dataclass
@@ -77,12 +88,25 @@ def submit(setup: Setup, name: str, *conf: str) -> Run:
     events, out = setup.base / f"{name}-events", setup.base / f"{name}-out"
     events.mkdir()
     command = submit_command(
-        setup.cluster.url, setup.shipped,
+        setup.cluster.url,
+        setup.shipped,
         # one plain JSON file per application, read after the run
-        "spark.eventLog.enabled=true", f"spark.eventLog.dir=file:{events}", "spark.eventLog.compress=false",
-        "spark.eventLog.rolling.enabled=false", *conf,
-        args=["--input", str(setup.data), "--output", str(out), *SETTINGS,
-              "--set", f"als.checkpoint_dir={setup.base / f'{name}-checkpoints'}", "--log-level", "INFO"],
+        "spark.eventLog.enabled=true",
+        f"spark.eventLog.dir=file:{events}",
+        "spark.eventLog.compress=false",
+        "spark.eventLog.rolling.enabled=false",
+        *conf,
+        args=[
+            "--input",
+            str(setup.data),
+            "--output",
+            str(out),
+            *SETTINGS,
+            "--set",
+            f"als.checkpoint_dir={setup.base / f'{name}-checkpoints'}",
+            "--log-level",
+            "INFO",
+        ],
     )
     driver = Driver(command, cwd=setup.base, env=spark_env(setup.base), log=setup.base / f"{name}-driver.log")
     run = Run(name, driver, out, events)
@@ -165,10 +189,14 @@ def is_als_training(stage: dict[str, Any]) -> bool:
 
 def runs_python_top_k(stage: dict[str, Any]) -> bool:
     """A stage whose RDDs include the one the ``mapInArrow`` operator made (the Python top-k scoring)."""
-    return any("MapInArrow" in json.loads(rdd.get("Scope") or "{}").get("name", "") for rdd in stage.get("RDD Info", []))
+    return any(
+        "MapInArrow" in json.loads(rdd.get("Scope") or "{}").get("name", "") for rdd in stage.get("RDD Info", [])
+    )
 
 
-def assert_lost_and_replaced(setup: Setup, run: Run, executor: str, stage: str, *, replacement_runs: bool = True) -> Loss:
+def assert_lost_and_replaced(
+    setup: Setup, run: Run, executor: str, stage: str, *, replacement_runs: bool = True
+) -> Loss:
     """The driver saw executor ``executor`` lost during pipeline stage ``stage``; the worker replaced it.
 
     With ``replacement_runs``, the replacement registered with the driver and completed a task.
@@ -178,7 +206,9 @@ def assert_lost_and_replaced(setup: Setup, run: Run, executor: str, stage: str, 
     """
     lines = run.driver.lines
     start, done = stage_line(run, stage, "..."), stage_line(run, stage, "done")
-    lost = run.driver.find(rf"ERROR TaskSchedulerImpl: Lost executor {executor} on 127\.0\.0\.1: Command exited with code 137")
+    lost = run.driver.find(
+        rf"ERROR TaskSchedulerImpl: Lost executor {executor} on 127\.0\.0\.1: Command exited with code 137"
+    )
     assert lost is not None, f"the driver never logged the loss of executor {executor}"
     # the driver noticed the loss after the stage began and before it ended
     assert start < lost < done, (lines[start], lines[lost], lines[done])
@@ -192,7 +222,9 @@ def assert_lost_and_replaced(setup: Setup, run: Run, executor: str, stage: str, 
     assert launched - loss.added_before, f"no executor launched after the loss (launched {launched})"
     if replacement_runs:
         replacements = {e["Executor ID"] for e in loss.added_after}
-        assert replacements <= launched and replacements & loss.ran_after, "the replacement executor never completed a task"
+        assert replacements <= launched and replacements & loss.ran_after, (
+            "the replacement executor never completed a task"
+        )
     else:
         assert loss.ran_after, "no task completed after the loss"
     return loss
@@ -229,7 +261,9 @@ def assert_identical_outputs(got: Path, expected: Path) -> None:
                 fx, fy = np.stack(x.to_numpy()), np.stack(y.to_numpy())
                 assert fx.dtype == fy.dtype == np.float32, name
                 differ = int((_bits(fx) != _bits(fy)).sum())
-                assert differ == 0, f"{name}: {differ} of {fx.size} factor values differ, max {np.abs(fx - fy).max():.3g}"
+                assert differ == 0, (
+                    f"{name}: {differ} of {fx.size} factor values differ, max {np.abs(fx - fy).max():.3g}"
+                )
             elif pd.api.types.is_float_dtype(x):
                 assert x.dtype == y.dtype, (name, column)
                 assert np.array_equal(_bits(x.to_numpy()), _bits(y.to_numpy())), (name, column)
@@ -336,7 +370,9 @@ def test_executor_killed_while_its_python_worker_scores_similar_items(setup, fau
     # similar_items is near the end of the run: on a loaded machine the surviving executor can run
     # every remaining task, and the run can end, before the replacement JVM registers (seen twice
     # in CI on 2026-11-30: once the replacement won no task, once it never registered).
-    loss = assert_lost_and_replaced(setup, faulted.run, faulted.similar_executor, "similar_items", replacement_runs=False)
+    loss = assert_lost_and_replaced(
+        setup, faulted.run, faulted.similar_executor, "similar_items", replacement_runs=False
+    )
     # Spark's own record: the task the executor was running was lost, and it was a task of
     # the stage that runs the mapInArrow top-k scoring in Python.
     lost = [(s, r) for s, r in loss.failed_tasks if r["Reason"] == "ExecutorLostFailure"]
@@ -360,8 +396,10 @@ def test_run_that_lost_executors_publishes_the_undisturbed_tables(setup, faulted
 def test_checkpoints_of_killed_runs_are_removed_at_the_next_start(tmp_path, monkeypatch):
     # A real driver process makes its temporary checkpoint directory and is killed with SIGKILL.
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    code = ("import os, sys, tempfile, time; from als_spark import model; "
-            "print(tempfile.mkdtemp(prefix=f'{model.TEMPORARY_PREFIX}{os.getpid()}-'), flush=True); time.sleep(600)")
+    code = (
+        "import os, sys, tempfile, time; from als_spark import model; "
+        "print(tempfile.mkdtemp(prefix=f'{model.TEMPORARY_PREFIX}{os.getpid()}-'), flush=True); time.sleep(600)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ})
     killed = Path(proc.stdout.readline().strip())
     os.kill(proc.pid, signal.SIGKILL)

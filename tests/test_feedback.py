@@ -59,4 +59,3 @@ def test_exclusions_rated_liked_and_none(ratings):
     assert _as_sets(feedback.exclusions(ratings, interactions, "rated")) == {1: [10, 20, 30], 2: [10, 30], 3: [20]}
     assert _as_sets(feedback.exclusions(ratings, interactions, "liked")) == {1: [10, 20], 2: [10]}
     assert feedback.exclusions(ratings, interactions, "none") is None
-

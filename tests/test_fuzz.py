@@ -40,13 +40,36 @@ CASES = {
     "binary garbage forced": ("u.data", garbage(4000, 8), ["--format", "ml-100k"], 3, None),
     "wrong delimiter forced": ("u.data", tsv(GOOD, sep=",").encode(), ["--format", "ml-100k"], 3, None),
     "comma file without header is csv": ("data.txt", tsv(GOOD, sep=",").encode(), [], 0, []),
-    "negative and NaN ratings above the limit": ("u.data", (tsv(GOOD) + "1\t99\t-3\t1\n2\t99\tNaN\t1\n3\t99\t-1\t1\n").encode(),
-                                                 [], 3, None),
-    "negative rating within the limit": ("u.data", (tsv(GOOD) + "1\t99\t-3\t1\n").encode(), [], 0, ["rating outside [0.5, 5]"]),
+    "negative and NaN ratings above the limit": (
+        "u.data",
+        (tsv(GOOD) + "1\t99\t-3\t1\n2\t99\tNaN\t1\n3\t99\t-1\t1\n").encode(),
+        [],
+        3,
+        None,
+    ),
+    "negative rating within the limit": (
+        "u.data",
+        (tsv(GOOD) + "1\t99\t-3\t1\n").encode(),
+        [],
+        0,
+        ["rating outside [0.5, 5]"],
+    ),
     "truncated last line": ("u.data", (tsv(GOOD) + "7\t3\t4").encode(), [], 0, ["wrong number of fields"]),
-    "latin-1 byte in a field": ("u.data", tsv(GOOD).encode() + b"4\t5\xe9\t3\t1\n", [], 0, ["item_id is not an integer"]),
+    "latin-1 byte in a field": (
+        "u.data",
+        tsv(GOOD).encode() + b"4\t5\xe9\t3\t1\n",
+        [],
+        0,
+        ["item_id is not an integer"],
+    ),
     "only blank lines": ("u.data", b"\n\n\n", [], 3, None),
-    "one valid line among garbage lines": ("u.data", b"1\t2\t3\t4\n" + b"\x00\x01\x02\n" * 50, ["--format", "ml-100k"], 3, None),
+    "one valid line among garbage lines": (
+        "u.data",
+        b"1\t2\t3\t4\n" + b"\x00\x01\x02\n" * 50,
+        ["--format", "ml-100k"],
+        3,
+        None,
+    ),
 }
 
 

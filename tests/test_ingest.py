@@ -26,13 +26,19 @@ def _sorted(df):
     [
         ("u.data", "1\t10\t5\t881250949\n2\t10\t3\t881250950\n2\t20\t4\t881250951\n", "ml-100k"),
         ("ratings.dat", "1::10::5::881250949\n2::10::3::881250950\n2::20::4::881250951\n", "ml-1m"),
-        ("ratings.csv", "userId,movieId,rating,timestamp\n1,10,5.0,881250949\n2,10,3.0,881250950\n2,20,4.0,881250951\n", "csv"),
+        (
+            "ratings.csv",
+            "userId,movieId,rating,timestamp\n1,10,5.0,881250949\n2,10,3.0,881250950\n2,20,4.0,881250951\n",
+            "csv",
+        ),
     ],
 )
 def test_each_ratings_format_is_detected_and_read(spark, tmp_path, name, text, fmt):
     path = _write(tmp_path / name, text)
     got = ingest.read_ratings(spark, path)
-    expected = spark.createDataFrame([(1, 10, 5.0, 881250949), (2, 10, 3.0, 881250950), (2, 20, 4.0, 881250951)], RATINGS)
+    expected = spark.createDataFrame(
+        [(1, 10, 5.0, 881250949), (2, 10, 3.0, 881250950), (2, 20, 4.0, 881250951)], RATINGS
+    )
     assert_df_equality(_sorted(got.df), expected, ignore_nullable=True)
     assert (got.fmt, got.rows_read, got.rows_rejected, got.duplicates_dropped, got.rows) == (fmt, 3, 0, 0, 3)
 
@@ -40,7 +46,9 @@ def test_each_ratings_format_is_detected_and_read(spark, tmp_path, name, text, f
 def test_csv_keeps_half_star_ratings(spark, tmp_path):
     path = _write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n7,3,3.5,100\n7,4,0.5,101\n")
     got = ingest.read_ratings(spark, path).df
-    assert_df_equality(_sorted(got), spark.createDataFrame([(7, 3, 3.5, 100), (7, 4, 0.5, 101)], RATINGS), ignore_nullable=True)
+    assert_df_equality(
+        _sorted(got), spark.createDataFrame([(7, 3, 3.5, 100), (7, 4, 0.5, 101)], RATINGS), ignore_nullable=True
+    )
 
 
 def test_format_can_be_forced(spark, tmp_path):
@@ -80,12 +88,27 @@ def test_every_bad_line_is_rejected_with_its_reason(spark):
         "-7\t10\t0.5\t100",  # valid: negative ids are ids, 0.5 is in range
         "2147483647\t10\t5\t100",  # valid: the largest 32-bit id
     ]
-    got = ingest.parse_lines(spark.createDataFrame([(v,) for v in lines], "value string"), "ml-100k", rating_range=(0.5, 5.0))
+    got = ingest.parse_lines(
+        spark.createDataFrame([(v,) for v in lines], "value string"), "ml-100k", rating_range=(0.5, 5.0)
+    )
     reasons = [
-        None, "empty line", "wrong number of fields", "wrong number of fields", "missing user_id", "missing item_id",
-        "user_id is not an integer", "item_id is not an integer", "user_id outside the 32-bit integer range",
-        "rating is not a number", "rating is not finite", "rating is not finite", "rating outside [0.5, 5]",
-        "rating outside [0.5, 5]", "timestamp is not an integer", None, None,
+        None,
+        "empty line",
+        "wrong number of fields",
+        "wrong number of fields",
+        "missing user_id",
+        "missing item_id",
+        "user_id is not an integer",
+        "item_id is not an integer",
+        "user_id outside the 32-bit integer range",
+        "rating is not a number",
+        "rating is not finite",
+        "rating is not finite",
+        "rating outside [0.5, 5]",
+        "rating outside [0.5, 5]",
+        "timestamp is not an integer",
+        None,
+        None,
     ]
     expected = spark.createDataFrame(list(zip(lines, reasons)), "line string, reason string")
     assert_df_equality(got.select("line", "reason"), expected, ignore_nullable=True, ignore_row_order=True)
@@ -98,7 +121,9 @@ def test_crlf_line_ends_and_a_byte_order_mark_are_tolerated(spark, tmp_path):
     path = _write(tmp_path / "u.data", "\ufeff1\t10\t5\t100\r\n2\t20\t4\t200\r\n")
     got = ingest.read_ratings(spark, path)
     assert (got.rows_read, got.rows_rejected) == (2, 0)
-    assert_df_equality(_sorted(got.df), spark.createDataFrame([(1, 10, 5.0, 100), (2, 20, 4.0, 200)], RATINGS), ignore_nullable=True)
+    assert_df_equality(
+        _sorted(got.df), spark.createDataFrame([(1, 10, 5.0, 100), (2, 20, 4.0, 200)], RATINGS), ignore_nullable=True
+    )
 
 
 def test_rating_range_is_configurable(spark, tmp_path):
@@ -121,7 +146,10 @@ def test_too_many_rejected_lines_is_an_error_listing_reasons(spark, tmp_path):
     assert "1 x wrong number of fields" in message and "ingest.max_rejected_fraction" in message
     assert_df_equality(
         ratings.rejected.orderBy("line"),
-        spark.createDataFrame([("1\t11\tx\t100", "rating is not a number"), ("2\t11\t4", "wrong number of fields")], "line string, reason string"),
+        spark.createDataFrame(
+            [("1\t11\tx\t100", "rating is not a number"), ("2\t11\t4", "wrong number of fields")],
+            "line string, reason string",
+        ),
         ignore_nullable=True,
     )
 
@@ -140,7 +168,9 @@ def test_bad_rows_are_rejected_and_counted(spark, tmp_path):
     )
     got = ingest.read_ratings(spark, _write(tmp_path / "u.data", text + "\n"))
     assert (got.rows_read, got.rows_rejected, got.rows) == (7, 5, 2)
-    assert_df_equality(_sorted(got.df), spark.createDataFrame([(1, 10, 5.0, 100), (2, 10, 4.0, 100)], RATINGS), ignore_nullable=True)
+    assert_df_equality(
+        _sorted(got.df), spark.createDataFrame([(1, 10, 5.0, 100), (2, 10, 4.0, 100)], RATINGS), ignore_nullable=True
+    )
 
 
 def test_duplicate_pairs_keep_the_latest_rating(spark, tmp_path):
@@ -173,7 +203,7 @@ def test_unknown_format_is_an_error_suggesting_format(spark, tmp_path):
 
 
 def test_u_item_is_latin1_pipe_separated(spark, tmp_path):
-    text = "1|Toy Story (1995)|01-Jan-1995||http://x|0|0|1\n2|Café \"Noir\" (1996)|01-Jan-1996||http://y|0|1|0\n"
+    text = '1|Toy Story (1995)|01-Jan-1995||http://x|0|0|1\n2|Café "Noir" (1996)|01-Jan-1996||http://y|0|1|0\n'
     got = ingest.read_items(spark, _write(tmp_path / "u.item", text, "latin-1"))
     expected = spark.createDataFrame([(1, "Toy Story (1995)"), (2, 'Café "Noir" (1996)')], ITEMS)
     assert_df_equality(_sorted(got), expected, ignore_nullable=True)

@@ -185,7 +185,11 @@ def test_spark_4_runs_the_bundled_runtime_without_the_vector_module_through_the_
     real = fake_java(bundled, JAVA_17_BUNDLED, vector=False)
     bundle(monkeypatch, bundled)
     runtime = java.find_java("4.3.0")
-    assert runtime is not None and (runtime.source, runtime.version, runtime.shim_for) == ("bundled", "17.0.9", str(real))
+    assert runtime is not None and (runtime.source, runtime.version, runtime.shim_for) == (
+        "bundled",
+        "17.0.9",
+        str(real),
+    )
     assert runtime.home.startswith(str(machine / "cache" / "java-without-vector-"))
     assert runtime.describe().endswith(", without jdk.incubator.vector: Spark uses its Java BLAS")
     # Spark 3.5 does not ask for the module: the runtime is used as it is
@@ -203,11 +207,23 @@ def test_the_shim_drops_only_the_vector_module_argument(tmp_path):
     fake.write_text(f"#!/bin/sh\nfor a do printf '%s\\n' \"$a\" >> {record}; done\n")
     fake.chmod(0o755)
     home = java.vector_shim(str(fake), directory=str(tmp_path / "cache"))
-    args = ["-Xmx1g", "--add-modules=jdk.incubator.vector", "--add-opens=java.base/java.lang=ALL-UNNAMED",
-            "two words", "-cp", "a:b", "--add-modules=jdk.incubator.vector", "org.apache.spark.deploy.SparkSubmit"]
+    args = [
+        "-Xmx1g",
+        "--add-modules=jdk.incubator.vector",
+        "--add-opens=java.base/java.lang=ALL-UNNAMED",
+        "two words",
+        "-cp",
+        "a:b",
+        "--add-modules=jdk.incubator.vector",
+        "org.apache.spark.deploy.SparkSubmit",
+    ]
     subprocess.run([os.path.join(home, "bin", "java"), *args], check=True)
     assert record.read_text().splitlines() == [
-        "-Xmx1g", "--add-opens=java.base/java.lang=ALL-UNNAMED", "two words", "-cp", "a:b",
+        "-Xmx1g",
+        "--add-opens=java.base/java.lang=ALL-UNNAMED",
+        "two words",
+        "-cp",
+        "a:b",
         "org.apache.spark.deploy.SparkSubmit",
     ]
     # written once: the same content is not rewritten, another java gets another shim

@@ -61,8 +61,13 @@ def private_uses(path: Path) -> list[str]:
                 if a.name.startswith("als_spark"):
                     aliases.add(a.asname or a.name.split(".")[0])
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                and node.attr.startswith("_") and not node.attr.startswith("__")):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
             found.append(f"{node.value.id}.{node.attr}")
     return found
 
@@ -76,8 +81,12 @@ def test_the_import_scanner_sees_absolute_relative_and_nested_imports(tmp_path):
         "import als_spark.cli\nfrom als_spark import model\nfrom . import lists\n"
         "def f():\n    from als_spark.analysis.reports import md_table\n"
     )
-    assert imports(source, "als_spark.analysis.x") >= {"als_spark.cli", "als_spark", "als_spark.analysis",
-                                                        "als_spark.analysis.reports"}
+    assert imports(source, "als_spark.analysis.x") >= {
+        "als_spark.cli",
+        "als_spark",
+        "als_spark.analysis",
+        "als_spark.analysis.reports",
+    }
 
 
 def test_the_private_name_scanner_finds_both_forms(tmp_path):

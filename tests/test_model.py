@@ -63,13 +63,18 @@ def test_long_run_checkpoints_to_the_configured_dir(spark, interactions, tmp_pat
     assert got_items == [100, 101, 102, 200, 201, 202]
 
 
-def test_fit_that_would_checkpoint_without_a_checkpoint_dir_is_a_clear_error(spark, interactions, monkeypatch, tmp_path):
+def test_fit_that_would_checkpoint_without_a_checkpoint_dir_is_a_clear_error(
+    spark, interactions, monkeypatch, tmp_path
+):
     sc = spark.sparkContext
     cfg = ALSConfig(rank=2, max_iter=11, checkpoint_interval=10)
     # No directory at all (a fresh session).
     monkeypatch.setattr(sc, "getCheckpointDir", lambda: None)
-    with pytest.raises(ConfigError, match=r"max_iter=11 checkpoints every 10 iterations, but the Spark session has no "
-                                          r"checkpoint directory: call model.fit inside `with model.checkpoint_dir"):
+    with pytest.raises(
+        ConfigError,
+        match=r"max_iter=11 checkpoints every 10 iterations, but the Spark session has no "
+        r"checkpoint directory: call model.fit inside `with model.checkpoint_dir",
+    ):
         model.fit(interactions, cfg, num_blocks=2)
     # Inside the temporary directory of a checkpoint_dir block that has ended (and removed it):
     # Spark would recreate it and nothing would remove it again.
@@ -92,7 +97,14 @@ def test_fit_is_deterministic_for_a_seed_and_block_count(spark, interactions):
 
 
 def test_build_als_maps_the_config(spark):
-    als = model.build_als(ALSConfig(rank=7, max_iter=9, reg_param=0.5, alpha=2.0, seed=3, checkpoint_interval=4), num_blocks=5)
+    als = model.build_als(
+        ALSConfig(rank=7, max_iter=9, reg_param=0.5, alpha=2.0, seed=3, checkpoint_interval=4), num_blocks=5
+    )
     assert (als.getRank(), als.getMaxIter(), als.getRegParam(), als.getAlpha(), als.getSeed()) == (7, 9, 0.5, 2.0, 3)
-    assert (als.getImplicitPrefs(), als.getNumUserBlocks(), als.getNumItemBlocks(), als.getCheckpointInterval()) == (True, 5, 5, 4)
+    assert (als.getImplicitPrefs(), als.getNumUserBlocks(), als.getNumItemBlocks(), als.getCheckpointInterval()) == (
+        True,
+        5,
+        5,
+        4,
+    )
     assert (als.getUserCol(), als.getItemCol(), als.getRatingCol()) == ("user_id", "item_id", "confidence")

@@ -22,11 +22,22 @@ pytestmark = pytest.mark.slow
 
 # Two taste groups of 4 users and 3 items each, plus one disliked item per user.
 U_DATA = "".join(
-    f"{u}\t{i}\t{5 if (u + i) % 2 else 4}\t{880000000 + 10 * u + i}\n" for u in range(1, 9) for i in ((1, 2, 3) if u <= 4 else (4, 5, 6))
+    f"{u}\t{i}\t{5 if (u + i) % 2 else 4}\t{880000000 + 10 * u + i}\n"
+    for u in range(1, 9)
+    for i in ((1, 2, 3) if u <= 4 else (4, 5, 6))
 ) + "".join(f"{u}\t{4 if u <= 4 else 1}\t{1 + u % 2}\t{890000000 + u}\n" for u in range(1, 9))
 SMALL = ["als.rank=3", "als.max_iter=5", "recommend.top_n=2", "similar.top_k=2"]
-TABLES = ("dataset_summary", "ratings", "interactions", "rejected", "user_factors", "item_factors",
-          "recommendations", "similar_items", "similar_users")
+TABLES = (
+    "dataset_summary",
+    "ratings",
+    "interactions",
+    "rejected",
+    "user_factors",
+    "item_factors",
+    "recommendations",
+    "similar_items",
+    "similar_users",
+)
 
 
 def _snapshot(out: Path) -> dict[str, object]:
@@ -81,7 +92,9 @@ def test_a_failing_run_publishes_nothing(spark, published, data_file, monkeypatc
 
     monkeypatch.setattr(pipeline, "run_similar", boom)
     with pytest.raises(RuntimeError, match="simulated failure"):
-        pipeline.run_all(spark, pipeline.Source(path=str(data_file)), build_config(None, [*SMALL, "als.rank=4"]), str(published))
+        pipeline.run_all(
+            spark, pipeline.Source(path=str(data_file)), build_config(None, [*SMALL, "als.rank=4"]), str(published)
+        )
     _assert_same(before, _snapshot(published))
     assert not [e for e in os.listdir(published) if e.startswith(publish.STAGING_PREFIX)]
 
@@ -107,11 +120,33 @@ def test_rerun_with_the_same_arguments_gives_the_same_tables(spark, published, d
 def test_killed_run_leaves_previous_outputs_and_next_run_cleans_up(published, data_file):
     before = _snapshot(published)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    cmd = [sys.executable, "-m", "als_spark", "run", "--input", str(data_file), "--output", str(published),
-           "--set", "als.rank=3", "--set", "als.max_iter=5", "--set", "recommend.top_n=2", "--set", "similar.top_k=2",
-           "--log-level", "WARNING"]
-    proc = subprocess.Popen([*cmd, "--set", "als.max_iter=400"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "als_spark",
+        "run",
+        "--input",
+        str(data_file),
+        "--output",
+        str(published),
+        "--set",
+        "als.rank=3",
+        "--set",
+        "als.max_iter=5",
+        "--set",
+        "recommend.top_n=2",
+        "--set",
+        "similar.top_k=2",
+        "--log-level",
+        "WARNING",
+    ]
+    proc = subprocess.Popen(
+        [*cmd, "--set", "als.max_iter=400"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         # Wait until the run has staged its first tables, then kill the driver and its JVM.
         deadline = time.monotonic() + 240

@@ -34,11 +34,29 @@ def test_every_test_file_has_a_tier():
 def test_every_collected_test_has_exactly_one_tier_and_unit_tests_use_no_spark(tmp_path):
     (tmp_path / "tier_dump.py").write_text(DUMP)
     dump = tmp_path / "tiers.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
-           "TIER_DUMP": str(dump)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+        "TIER_DUMP": str(dump),
+    }
     collected = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "tier_dump", "-p", "no:cacheprovider", str(TESTS)],
-        cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "tier_dump",
+            "-p",
+            "no:cacheprovider",
+            str(TESTS),
+        ],
+        cwd=TESTS.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
     found = json.loads(dump.read_text())
@@ -48,6 +66,9 @@ def test_every_collected_test_has_exactly_one_tier_and_unit_tests_use_no_spark(t
     assert {t["tiers"][0] for t in found.values()} == set(TIERS)  # each tier has tests
     assert not [node for node, t in found.items() if t["tiers"] == ["unit"] and t["spark"]]
     # a library file's unit and Spark-unit tests are told apart by the fixture
-    library = [t for node, t in found.items()
-               if FILE_TIERS[Path(node.split("::")[0]).name] == BY_FIXTURE and t["tiers"] in (["unit"], ["spark_unit"])]
+    library = [
+        t
+        for node, t in found.items()
+        if FILE_TIERS[Path(node.split("::")[0]).name] == BY_FIXTURE and t["tiers"] in (["unit"], ["spark_unit"])
+    ]
     assert all(t["tiers"] == (["spark_unit"] if t["spark"] else ["unit"]) for t in library)

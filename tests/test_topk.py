@@ -57,7 +57,9 @@ def test_top_k_rows_orders_by_score_then_column_and_skips_excluded():
 def test_recommend_without_exclusion_breaks_ties_by_item_id(spark, blocks):
     users, items = spark.createDataFrame(USERS, FACTORS), spark.createDataFrame(ITEMS, FACTORS)
     got = recommend(users, items, top_n=3)
-    expected = _recs(spark, [(1, 1, 10, 3.0), (1, 2, 20, 2.0), (1, 3, 50, 2.0), (2, 1, 50, 5.0), (2, 2, 40, 3.0), (2, 3, 30, 2.0)])
+    expected = _recs(
+        spark, [(1, 1, 10, 3.0), (1, 2, 20, 2.0), (1, 3, 50, 2.0), (2, 1, 50, 5.0), (2, 2, 40, 3.0), (2, 3, 30, 2.0)]
+    )
     assert_approx_df_equality(got, expected, 1e-6, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -78,7 +80,9 @@ def test_recommend_excludes_seen_items_by_mode(spark, blocks, mode):
     ratings = spark.createDataFrame(RATINGS, "user_id int, item_id int, rating double, timestamp long")
     interactions = ratings.where("rating >= 4")
     got = recommend(users, items, top_n=3, exclude=exclusions(ratings, interactions, mode))
-    assert_approx_df_equality(got, _recs(spark, EXPECTED_BY_MODE[mode]), 1e-6, ignore_row_order=True, ignore_nullable=True)
+    assert_approx_df_equality(
+        got, _recs(spark, EXPECTED_BY_MODE[mode]), 1e-6, ignore_row_order=True, ignore_nullable=True
+    )
 
 
 def test_recommend_returns_fewer_rows_when_catalogue_is_exhausted(spark, blocks):
@@ -112,7 +116,9 @@ def _interactions(spark):
 
 def test_popularity_prior_is_the_weight_times_the_log_of_the_count(spark):
     got = popularity_prior(_interactions(spark), 1.5)
-    expected = spark.createDataFrame([(10, 0.0), (20, 1.5 * LN2), (30, 3.0 * LN2), (40, 4.5 * LN2)], "id int, prior double")
+    expected = spark.createDataFrame(
+        [(10, 0.0), (20, 1.5 * LN2), (30, 3.0 * LN2), (40, 4.5 * LN2)], "id int, prior double"
+    )
     assert_approx_df_equality(got, expected, 1e-12, ignore_row_order=True, ignore_nullable=True)
     assert popularity_prior(_interactions(spark), 0.0) is None  # weight 0: plain ALS scores
 
@@ -122,13 +128,20 @@ def test_recommend_adds_the_item_prior_to_every_score(spark, blocks):
     prior = popularity_prior(_interactions(spark), 1.5)  # 10: 0, 20: 1.0397, 30: 2.0794, 40: 3.1192, 50: none
     exclude = spark.createDataFrame([(1, [40])], "user_id int, exclude array<int>")
     got = recommend(users, items, top_n=3, exclude=exclude, item_prior=prior)
-    expected = _recs(spark, [
-        # u1 = [1, 0]: 10 -> 3 + 0, 20 -> 2 + 1.0397, 30 -> 1 + 2.0794, 40 -> 0 + 3.1192 (excluded), 50 -> 2 + 0:
-        # the prior reverses u1's plain order (10, 20, 50, 30)
-        (1, 1, 30, 1 + 3.0 * LN2), (1, 2, 20, 2 + 1.5 * LN2), (1, 3, 10, 3.0),
-        # u2 = [0, 1]: 40 -> 3 + 3.1192 overtakes 50 -> 5 + 0; 30 -> 2 + 2.0794; 20 -> 1 + 1.0397; 10 -> 0
-        (2, 1, 40, 3 + 4.5 * LN2), (2, 2, 50, 5.0), (2, 3, 30, 2 + 3.0 * LN2),
-    ])
+    expected = _recs(
+        spark,
+        [
+            # u1 = [1, 0]: 10 -> 3 + 0, 20 -> 2 + 1.0397, 30 -> 1 + 2.0794, 40 -> 0 + 3.1192 (excluded), 50 -> 2 + 0:
+            # the prior reverses u1's plain order (10, 20, 50, 30)
+            (1, 1, 30, 1 + 3.0 * LN2),
+            (1, 2, 20, 2 + 1.5 * LN2),
+            (1, 3, 10, 3.0),
+            # u2 = [0, 1]: 40 -> 3 + 3.1192 overtakes 50 -> 5 + 0; 30 -> 2 + 2.0794; 20 -> 1 + 1.0397; 10 -> 0
+            (2, 1, 40, 3 + 4.5 * LN2),
+            (2, 2, 50, 5.0),
+            (2, 3, 30, 2 + 3.0 * LN2),
+        ],
+    )
     assert_approx_df_equality(got, expected, 1e-5, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -137,23 +150,32 @@ R = 1 / math.sqrt(2)  # cos 45 degrees
 VECTORS = [(1, [1.0, 0.0]), (2, [1.0, 1.0]), (3, [0.0, 2.0]), (4, [-1.0, 0.0]), (5, [0.0, 0.0])]
 # cos(a,b)=R cos(a,c)=0 cos(a,d)=-1 cos(b,c)=R cos(b,d)=-R cos(c,d)=0; e: 0 with all.
 EXPECTED_NEIGHBOURS = [
-    (1, 1, 2, R), (1, 2, 3, 0.0),  # a: b, then c and e tie at 0 -> c (smaller id)
-    (2, 1, 1, R), (2, 2, 3, R),  # b: a and c tie at R -> a first; b itself never listed
-    (3, 1, 2, R), (3, 2, 1, 0.0),  # c: b, then a, d, e tie at 0 -> a
-    (4, 1, 3, 0.0), (4, 2, 5, 0.0),  # d: c and e at 0 beat b (-R) and a (-1)
-    (5, 1, 1, 0.0), (5, 2, 2, 0.0),  # e: all 0 -> the two smallest ids
+    (1, 1, 2, R),
+    (1, 2, 3, 0.0),  # a: b, then c and e tie at 0 -> c (smaller id)
+    (2, 1, 1, R),
+    (2, 2, 3, R),  # b: a and c tie at R -> a first; b itself never listed
+    (3, 1, 2, R),
+    (3, 2, 1, 0.0),  # c: b, then a, d, e tie at 0 -> a
+    (4, 1, 3, 0.0),
+    (4, 2, 5, 0.0),  # d: c and e at 0 beat b (-R) and a (-1)
+    (5, 1, 1, 0.0),
+    (5, 2, 2, 0.0),  # e: all 0 -> the two smallest ids
 ]
 
 
 def test_similar_items_cosine_values_order_and_self_exclusion(spark, blocks):
     got = similar_items(spark.createDataFrame(VECTORS, FACTORS), top_k=2)
-    expected = spark.createDataFrame(EXPECTED_NEIGHBOURS, "item_id int, rank int, similar_item_id int, similarity float")
+    expected = spark.createDataFrame(
+        EXPECTED_NEIGHBOURS, "item_id int, rank int, similar_item_id int, similarity float"
+    )
     assert_approx_df_equality(got, expected, 1e-6, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_similar_users_same_rules_with_user_columns(spark, blocks):
     got = similar_users(spark.createDataFrame(VECTORS, FACTORS), top_k=2)
-    expected = spark.createDataFrame(EXPECTED_NEIGHBOURS, "user_id int, rank int, similar_user_id int, similarity float")
+    expected = spark.createDataFrame(
+        EXPECTED_NEIGHBOURS, "user_id int, rank int, similar_user_id int, similarity float"
+    )
     assert_approx_df_equality(got, expected, 1e-6, ignore_row_order=True, ignore_nullable=True)
 
 

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from als_spark import feedback, model
+from als_spark.analysis import evaluate, metrics, splits, trials, tune, tune_report, tune_spec
 from als_spark.config import ALSConfig, Config, build_config, load_config
 from als_spark.errors import ConfigError
-from als_spark.analysis import evaluate, metrics, splits, trials, tune, tune_report, tune_spec
 
 RATINGS = "user_id int, item_id int, rating double, timestamp long"
 GROUPS = {0: range(1, 9), 1: range(11, 19), 2: range(21, 29)}  # users of each group
@@ -40,9 +40,19 @@ def _ratings():
 
 
 def test_grid_enumerates_exactly_the_product_in_key_order():
-    spec = tune_spec.parse_spec({"tune": {"method": "grid", "space": {
-        "als.rank": [8, 16, 32], "als.reg_param": [0.1, 1], "ingest.confidence": ["rating", "binary"],
-        "recommend.popularity_weight": [0, 0.1]}}})
+    spec = tune_spec.parse_spec(
+        {
+            "tune": {
+                "method": "grid",
+                "space": {
+                    "als.rank": [8, 16, 32],
+                    "als.reg_param": [0.1, 1],
+                    "ingest.confidence": ["rating", "binary"],
+                    "recommend.popularity_weight": [0, 0.1],
+                },
+            }
+        }
+    )
     expected = [
         {"als.rank": r, "als.reg_param": p, "ingest.confidence": c, "recommend.popularity_weight": w}
         for r, p, c, w in itertools.product([8, 16, 32], [0.1, 1.0], ["rating", "binary"], [0.0, 0.1])
@@ -54,34 +64,61 @@ def test_grid_enumerates_exactly_the_product_in_key_order():
 
 
 def test_random_search_is_deterministic_by_seed_and_stays_in_the_space():
-    space = {"als.rank": [16, 32, 64, 128], "als.reg_param": [0.01, 0.1, 1, 10], "als.alpha": [1, 5, 10, 40],
-             "als.max_iter": [10, 15, 20], "ingest.confidence": ["rating", "binary"]}
+    space = {
+        "als.rank": [16, 32, 64, 128],
+        "als.reg_param": [0.01, 0.1, 1, 10],
+        "als.alpha": [1, 5, 10, 40],
+        "als.max_iter": [10, 15, 20],
+        "ingest.confidence": ["rating", "binary"],
+    }
     spec = tune_spec.parse_spec({"method": "random", "n_trials": 25, "seed": 7, "space": space})
     first = tune_spec.trials(spec)
-    assert first == tune_spec.trials(tune_spec.parse_spec({"method": "random", "n_trials": 25, "seed": 7, "space": space}))
-    assert first != tune_spec.trials(tune_spec.parse_spec({"method": "random", "n_trials": 25, "seed": 8, "space": space}))
+    assert first == tune_spec.trials(
+        tune_spec.parse_spec({"method": "random", "n_trials": 25, "seed": 7, "space": space})
+    )
+    assert first != tune_spec.trials(
+        tune_spec.parse_spec({"method": "random", "n_trials": 25, "seed": 8, "space": space})
+    )
     assert len(first) == 25
     assert len({tuple(t.values()) for t in first}) == 25  # lists only: distinct points
     for t in first:
         assert all(t[key] in space[key] for key in space)
     # Asking for more trials than the product has gives the whole product, once.
-    small = tune_spec.parse_spec({"method": "random", "n_trials": 50, "space": {"als.rank": [4, 8], "als.alpha": [1, 2, 3]}})
+    small = tune_spec.parse_spec(
+        {"method": "random", "n_trials": 50, "space": {"als.rank": [4, 8], "als.alpha": [1, 2, 3]}}
+    )
     drawn = tune_spec.trials(small)
     assert sorted(tuple(t.values()) for t in drawn) == sorted(itertools.product([4, 8], [1.0, 2.0, 3.0]))
 
 
 def test_random_search_with_ranges():
-    spec = tune_spec.parse_spec({"method": "random", "n_trials": 40, "seed": 3, "space": {
-        "als.reg_param": {"low": 0.1, "high": 100, "log": True},
-        "als.rank": {"low": 8, "high": 64},
-        "ingest.confidence": ["rating", "binary"]}})
+    spec = tune_spec.parse_spec(
+        {
+            "method": "random",
+            "n_trials": 40,
+            "seed": 3,
+            "space": {
+                "als.reg_param": {"low": 0.1, "high": 100, "log": True},
+                "als.rank": {"low": 8, "high": 64},
+                "ingest.confidence": ["rating", "binary"],
+            },
+        }
+    )
     drawn = tune_spec.trials(spec)
     assert len(drawn) == 40
     # deterministic by seed: the same draws from the spec parsed anew, other draws with another seed
-    again = tune_spec.parse_spec({"method": "random", "n_trials": 40, "seed": 3, "space": {
-        "als.reg_param": {"low": 0.1, "high": 100, "log": True},
-        "als.rank": {"low": 8, "high": 64},
-        "ingest.confidence": ["rating", "binary"]}})
+    again = tune_spec.parse_spec(
+        {
+            "method": "random",
+            "n_trials": 40,
+            "seed": 3,
+            "space": {
+                "als.reg_param": {"low": 0.1, "high": 100, "log": True},
+                "als.rank": {"low": 8, "high": 64},
+                "ingest.confidence": ["rating", "binary"],
+            },
+        }
+    )
     assert tune_spec.trials(again) == drawn
     assert tune_spec.trials(dataclasses.replace(again, seed=4)) != drawn
     for t in drawn:
@@ -100,7 +137,8 @@ def test_trial_config_sets_only_the_given_keys():
     assert cfg == Config(
         ingest=dataclasses.replace(BASE.ingest, confidence="binary"),
         als=ALSConfig(rank=32, max_iter=5, reg_param=5.0, alpha=1.0, seed=1, num_blocks=2),
-        recommend=BASE.recommend, similar=BASE.similar,
+        recommend=BASE.recommend,
+        similar=BASE.similar,
     )
     assert isinstance(cfg.als.reg_param, float)  # YAML's 5 stored as the float the key is
 
@@ -110,14 +148,25 @@ def test_trial_config_sets_only_the_given_keys():
     [
         ({"space": {"als.rnak": [1]}}, r"unknown tune.space key 'als.rnak'\. Did you mean 'als.rank'\?"),
         ({"space": {"ingest.min_rating": [3, 4]}}, r"'ingest.min_rating' cannot be tuned"),
-        ({"methd": "grid", "space": {"als.rank": [1]}}, r"unknown tune key 'tune.methd'\. Did you mean 'tune.method'\?"),
+        (
+            {"methd": "grid", "space": {"als.rank": [1]}},
+            r"unknown tune key 'tune.methd'\. Did you mean 'tune.method'\?",
+        ),
         ({"method": "bayes", "space": {"als.rank": [1]}}, r"tune.method must be one of grid, random, got 'bayes'"),
         ({"space": {"als.rank": [8, 0]}}, r"tune.space.als.rank: als.rank must be a positive integer, got 0"),
         ({"space": {"ingest.confidence": ["log"]}}, r"tune.space.ingest.confidence: ingest.confidence must be one of"),
-        ({"space": {"als.reg_param": {"low": 1, "high": 10}}}, r"tune.space.als.reg_param: a range .* needs method random"),
-        ({"method": "random", "space": {"als.reg_param": {"low": 0, "high": 10, "log": True}}},
-         r"tune.space.als.reg_param: a log range needs low > 0"),
-        ({"method": "random", "space": {"als.alpha": {"lo": 1, "high": 10}}}, r"unknown tune key 'tune.space.als.alpha.lo'"),
+        (
+            {"space": {"als.reg_param": {"low": 1, "high": 10}}},
+            r"tune.space.als.reg_param: a range .* needs method random",
+        ),
+        (
+            {"method": "random", "space": {"als.reg_param": {"low": 0, "high": 10, "log": True}}},
+            r"tune.space.als.reg_param: a log range needs low > 0",
+        ),
+        (
+            {"method": "random", "space": {"als.alpha": {"lo": 1, "high": 10}}},
+            r"unknown tune key 'tune.space.als.alpha.lo'",
+        ),
         ({"space": {"als.rank": []}}, r"tune.space.als.rank: needs at least one value"),
         ({"space": {"als.rank": [8, 8]}}, r"tune.space.als.rank: repeated value"),
         ({"space": {}}, r"tune.space must be a non-empty mapping"),
@@ -135,9 +184,16 @@ def test_bad_spec_is_a_config_error_naming_the_key(tree, message):
 
 def test_load_spec_reads_yaml_under_tune(tmp_path):
     f = tmp_path / "spec.yaml"
-    f.write_text("tune:\n  method: random\n  n_trials: 3\n  space:\n    als.rank: [4, 8]\n  early_stop: {probe_iter: 2}\n")
+    f.write_text(
+        "tune:\n  method: random\n  n_trials: 3\n  space:\n    als.rank: [4, 8]\n  early_stop: {probe_iter: 2}\n"
+    )
     spec = tune_spec.load_spec(f)
-    assert (spec.method, spec.n_trials, spec.space, spec.early_stop) == ("random", 3, {"als.rank": (4, 8)}, tune_spec.EarlyStop(2, 0.01))
+    assert (spec.method, spec.n_trials, spec.space, spec.early_stop) == (
+        "random",
+        3,
+        {"als.rank": (4, 8)},
+        tune_spec.EarlyStop(2, 0.01),
+    )
     assert tune_spec.parse_spec(spec.to_dict()) == spec
     with pytest.raises(ConfigError, match="tune spec file not found"):
         tune_spec.load_spec(tmp_path / "missing.yaml")
@@ -162,10 +218,13 @@ def test_early_stop_abandons_trials_below_the_best_probe_minus_margin(spark):
         calls.append((cfg.als.rank, cfg.als.max_iter))
         return {**{m: 0.0 for m in metrics.METRIC_NAMES}, "ndcg": scripted[cfg.als.rank, cfg.als.max_iter], "users": 24}
 
-    spec = tune_spec.parse_spec({"space": {"als.rank": [2, 3, 4], "als.max_iter": [5]},
-                         "early_stop": {"probe_iter": 2, "margin": 0.01}})
+    spec = tune_spec.parse_spec(
+        {"space": {"als.rank": [2, 3, 4], "als.max_iter": [5]}, "early_stop": {"probe_iter": 2, "margin": 0.01}}
+    )
     planned = [(p, tune_spec.trial_config(BASE, p)) for p in tune_spec.trials(spec)]
-    planned.append(({"als.rank": 5, "als.max_iter": 2}, tune_spec.trial_config(BASE, {"als.rank": 5, "als.max_iter": 2})))
+    planned.append(
+        ({"als.rank": 5, "als.max_iter": 2}, tune_spec.trial_config(BASE, {"als.rank": 5, "als.max_iter": 2}))
+    )
     done = trials.run_trials(planned, spec, score, k=2)
     # rank 2: first probe (0.50) is the best probe -> full fit 0.60.
     # rank 3: probe 0.45 < 0.50 - 0.01 -> stopped (its full fit, 0.99, is never run).
@@ -173,10 +232,19 @@ def test_early_stop_abandons_trials_below_the_best_probe_minus_margin(spark):
     # rank 5 with max_iter 2 <= probe_iter: one fit, which is also its probe.
     assert calls == [(2, 2), (2, 5), (3, 2), (4, 2), (4, 5), (5, 2)]
     assert [(t.status, t.objective, t.probe_objective, t.iterations) for t in done] == [
-        ("ok", 0.60, 0.50, 5), ("stopped", None, 0.45, 2), ("ok", 0.55, 0.495, 5), ("ok", 0.7, 0.7, 2)]
+        ("ok", 0.60, 0.50, 5),
+        ("stopped", None, 0.45, 2),
+        ("ok", 0.55, 0.495, 5),
+        ("ok", 0.7, 0.7, 2),
+    ]
     assert trials.best_trial(done).number == 4
     board = tune_report.leaderboard(spark, done, metric="ndcg", k=2).collect()
-    assert [(r.position, r.trial, r.status) for r in board] == [(1, 4, "ok"), (2, 1, "ok"), (3, 3, "ok"), (4, 2, "stopped")]
+    assert [(r.position, r.trial, r.status) for r in board] == [
+        (1, 4, "ok"),
+        (2, 1, "ok"),
+        (3, 3, "ok"),
+        (4, 2, "stopped"),
+    ]
     assert board[3].objective is None and board[3].ndcg is None and board[3].probe_objective == 0.45
     # Without early_stop every trial runs once, in full.
     calls.clear()
@@ -213,10 +281,24 @@ NDCG2 = 1 / math.log2(3)
 PRIOR_FIT = [(1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 2), (2, 3), (3, 1), (3, 2), (4, 1)]
 PRIOR_VALIDATION = [(2, 4), (3, 4), (4, 3)]
 PRIOR_EXPECTED = {
-    1000.0: {"precision": 0.5, "recall": 1.0, "ndcg": (1 + 2 * NDCG2) / 3, "map": (1 + 0.5 + 0.5) / 3,
-             "hit_rate": 1.0, "coverage": 3 / 4, "users": 3},
-    -1000.0: {"precision": 0.5, "recall": 1.0, "ndcg": (2 + NDCG2) / 3, "map": (1 + 1 + 0.5) / 3,
-              "hit_rate": 1.0, "coverage": 2 / 4, "users": 3},
+    1000.0: {
+        "precision": 0.5,
+        "recall": 1.0,
+        "ndcg": (1 + 2 * NDCG2) / 3,
+        "map": (1 + 0.5 + 0.5) / 3,
+        "hit_rate": 1.0,
+        "coverage": 3 / 4,
+        "users": 3,
+    },
+    -1000.0: {
+        "precision": 0.5,
+        "recall": 1.0,
+        "ndcg": (2 + NDCG2) / 3,
+        "map": (1 + 1 + 0.5) / 3,
+        "hit_rate": 1.0,
+        "coverage": 2 / 4,
+        "users": 3,
+    },
 }
 
 
@@ -225,8 +307,12 @@ def test_a_trial_scores_its_lists_with_its_popularity_weight(spark, weight):
     fit = spark.createDataFrame([(u, i, 5.0) for u, i in PRIOR_FIT], "user_id int, item_id int, rating double")
     validation = spark.createDataFrame(PRIOR_VALIDATION, "user_id int, item_id int")
     data = tune.ValidationData(
-        fit_ratings=fit, validation=validation, users=validation.select("user_id").distinct(),
-        exclude=feedback.items_per_user(fit), catalog_size=4, n_users=3,
+        fit_ratings=fit,
+        validation=validation,
+        users=validation.select("user_id").distinct(),
+        exclude=feedback.items_per_user(fit),
+        catalog_size=4,
+        n_users=3,
     )
     cfg = tune_spec.trial_config(BASE, {"als.rank": 2, "recommend.popularity_weight": weight})
     try:
@@ -282,7 +368,10 @@ def test_run_tune_leaderboard_best_row_is_the_max_objective(spark, tuned):
     assert [(f.name, f.dataType) for f in board.schema] == [(f.name, f.dataType) for f in tune_report.LEADERBOARD]
     rows = board.orderBy("position").collect()
     assert [r.position for r in rows] == [1, 2]
-    assert sorted((r.als_rank, r.als_reg_param, r.ingest_confidence) for r in rows) == [(1, 0.01, "rating"), (4, 0.01, "rating")]
+    assert sorted((r.als_rank, r.als_reg_param, r.ingest_confidence) for r in rows) == [
+        (1, 0.01, "rating"),
+        (4, 0.01, "rating"),
+    ]
     objectives = [r.objective for r in rows]
     assert objectives == sorted(objectives, reverse=True)
     assert rows[0].objective == max(t.objective for t in result.trials) == result.best.objective
@@ -345,31 +434,59 @@ def test_run_tune_search_never_sees_the_test_split(spark, tuned):
 def test_run_tune_tests_the_best_then_the_compared_configs_then_the_baselines(spark, tmp_path, monkeypatch):
     # The search and the evaluation are stubbed: this checks what run_tune asks for and writes.
     best_cfg = tune_spec.trial_config(BASE, {"als.rank": 8})
-    trial = trials.Trial(1, {"als.rank": 8}, best_cfg, trials.STATUS_OK, 0.4, None,
-                    {**{m: 0.4 for m in metrics.METRIC_NAMES}, "users": 24}, 5, 1.0)
+    trial = trials.Trial(
+        1,
+        {"als.rank": 8},
+        best_cfg,
+        trials.STATUS_OK,
+        0.4,
+        None,
+        {**{m: 0.4 for m in metrics.METRIC_NAMES}, "users": 24},
+        5,
+        1.0,
+    )
     monkeypatch.setattr(tune, "search", lambda *a, **kw: [trial])
     calls = []
 
     def run_evaluate(spark_, interactions, cfg, *, k, test_fraction, split, seed, baselines):
         calls.append((cfg.als.rank, k, test_fraction, split, seed, tuple(baselines)))
-        row = {"k": k, **{m: cfg.als.rank / 100 for m in metrics.METRIC_NAMES}, "users": 24, "split": split,
-               "test_fraction": test_fraction}
+        row = {
+            "k": k,
+            **{m: cfg.als.rank / 100 for m in metrics.METRIC_NAMES},
+            "users": 24,
+            "split": split,
+            "test_fraction": test_fraction,
+        }
         return None, [{"model": name, **row} for name in (evaluate.ALS_MODEL, *baselines)]
 
     monkeypatch.setattr(tune, "run_evaluate", run_evaluate)
     seed_cfg = build_config({"als": {"rank": 50}})
     spec = tune_spec.parse_spec({"space": {"als.rank": [8]}})
     ratings = spark.createDataFrame(_ratings(), RATINGS)
-    result = tune.run_tune(spark, ratings, BASE, str(tmp_path), spec=spec, k=3, seed=7, compare={"seed-notebook": seed_cfg})
+    result = tune.run_tune(
+        spark, ratings, BASE, str(tmp_path), spec=spec, k=3, seed=7, compare={"seed-notebook": seed_cfg}
+    )
     # The best once with the baselines, each compared configuration once without them; same split.
     assert calls == [(8, 3, 0.25, "random", 7, ("popularity", "random")), (50, 3, 0.25, "random", 7, ())]
     # The stub's rows (every metric = rank / 100), the best renamed "tuned", then the compared, then the baselines.
-    expected = [{"model": model_name, "k": 3, **{m: value for m in metrics.METRIC_NAMES}, "users": 24, "split": "random",
-                 "test_fraction": 0.25}
-                for model_name, value in [("tuned", 0.08), ("seed-notebook", 0.5), ("popularity", 0.08), ("random", 0.08)]]
+    expected = [
+        {
+            "model": model_name,
+            "k": 3,
+            **{m: value for m in metrics.METRIC_NAMES},
+            "users": 24,
+            "split": "random",
+            "test_fraction": 0.25,
+        }
+        for model_name, value in [("tuned", 0.08), ("seed-notebook", 0.5), ("popularity", 0.08), ("random", 0.08)]
+    ]
     assert result.test_metrics == expected
     assert [r.asDict() for r in spark.read.parquet(str(tmp_path / "test_metrics")).collect()] == expected
-    assert json.loads((tmp_path / "tune.json").read_text())["test_split"] == {"method": "random", "test_fraction": 0.25, "seed": 7}
+    assert json.loads((tmp_path / "tune.json").read_text())["test_split"] == {
+        "method": "random",
+        "test_fraction": 0.25,
+        "seed": 7,
+    }
     assert load_config(tmp_path / "best.yaml") == best_cfg
 
 
@@ -379,4 +496,6 @@ def test_run_tune_rejects_a_validation_seed_equal_to_the_test_seed(spark):
     with pytest.raises(ConfigError, match="validation_seed must differ"):
         tune.run_tune(spark, ratings, BASE, "unused", spec=spec, seed=5, validation_seed=5)
     with pytest.raises(ConfigError, match="compare 'x': ingest.min_rating"):
-        tune.run_tune(spark, ratings, BASE, "unused", spec=spec, compare={"x": build_config({"ingest": {"min_rating": 3}})})
+        tune.run_tune(
+            spark, ratings, BASE, "unused", spec=spec, compare={"x": build_config({"ingest": {"min_rating": 3}})}
+        )

@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Three taste groups of 8 users, each liking the 8 items of its group (as tests/test_tune.py).
 U_DATA = "".join(
     f"{u}\t{100 * (g + 1) + j}\t{5 if (u + j) % 3 else 4}\t{880000000 + 100 * u + j}\n"
-    for g in range(3) for u in range(10 * g + 1, 10 * g + 9) for j in range(1, 9)
+    for g in range(3)
+    for u in range(10 * g + 1, 10 * g + 9)
+    for j in range(1, 9)
 )
 
 
@@ -42,24 +44,64 @@ def test_tune_hands_the_spec_and_settings_to_the_search_and_writes_its_best(spar
 
     def search(spark_, train, base, spec, *, k, validation_fraction, validation_seed, **kw):
         planned = tune_spec.trials(spec)
-        seen.update(trials=planned, seed=base.als.seed, k=k, validation=(validation_fraction, validation_seed),
-                    train_rows=train.count())
+        seen.update(
+            trials=planned,
+            seed=base.als.seed,
+            k=k,
+            validation=(validation_fraction, validation_seed),
+            train_rows=train.count(),
+        )
         # scripted validation objectives: rank 4 first
-        return [trials.Trial(n, params, tune_spec.trial_config(base, params), trials.STATUS_OK, objective, None,
-                             {**{m: objective for m in metrics.METRIC_NAMES}, "users": 24}, 5, 1.0)
-                for n, (params, objective) in enumerate(zip(planned, [0.25, 0.75]), start=1)]
+        return [
+            trials.Trial(
+                n,
+                params,
+                tune_spec.trial_config(base, params),
+                trials.STATUS_OK,
+                objective,
+                None,
+                {**{m: objective for m in metrics.METRIC_NAMES}, "users": 24},
+                5,
+                1.0,
+            )
+            for n, (params, objective) in enumerate(zip(planned, [0.25, 0.75]), start=1)
+        ]
 
     monkeypatch.setattr(tune, "search", search)
     (tmp_path / "u.data").write_text(U_DATA)
     spec = tmp_path / "spec.yaml"
     spec.write_text("tune:\n  space:\n    als.rank: [1, 4]\n    als.max_iter: 5\n")
     out = tmp_path / "o"
-    assert main(["tune", "--input", str(tmp_path / "u.data"), "--spec", str(spec), "--output", str(out),
-                 "--k", "2", "--no-test", "--set", "als.seed=1", "--log-level", "WARNING"]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--input",
+                str(tmp_path / "u.data"),
+                "--spec",
+                str(spec),
+                "--output",
+                str(out),
+                "--k",
+                "2",
+                "--no-test",
+                "--set",
+                "als.seed=1",
+                "--log-level",
+                "WARNING",
+            ]
+        )
+        == 0
+    )
     # 24 users x 8 liked items; the test split holds out round(0.25 * 8) = 2 per user: 24 x 6 reach the search,
     # which cuts its validation split with the test split's fraction and seed 42 + 1.
-    assert seen == {"trials": [{"als.rank": 1, "als.max_iter": 5}, {"als.rank": 4, "als.max_iter": 5}], "seed": 1,
-                    "k": 2, "validation": (0.25, 43), "train_rows": 24 * 6}
+    assert seen == {
+        "trials": [{"als.rank": 1, "als.max_iter": 5}, {"als.rank": 4, "als.max_iter": 5}],
+        "seed": 1,
+        "k": 2,
+        "validation": (0.25, 43),
+        "train_rows": 24 * 6,
+    }
     board = pd.read_parquet(out / "leaderboard").sort_values("position")
     assert board[["position", "trial", "als_rank", "objective"]].values.tolist() == [[1, 2, 4, 0.75], [2, 1, 1, 0.25]]
     best = load_config(out / "best.yaml")

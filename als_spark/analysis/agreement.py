@@ -45,8 +45,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from pyspark.sql import Column
@@ -88,7 +89,7 @@ def rank_biased_overlap(a: Sequence[Any], b: Sequence[Any], p: float = DEFAULT_R
     """
     p = _check_p(p)
     short, long_ = (list(a), list(b)) if len(a) <= len(b) else (list(b), list(a))
-    s, l = len(short), len(long_)
+    s, l = len(short), len(long_)  # noqa: E741 - s and l as in Webber et al.
     if l == 0:
         return 1.0
     if s == 0:
@@ -116,7 +117,7 @@ def rbo_col(a: Column, b: Column, p: float = DEFAULT_RBO_P) -> Column:
     p = _check_p(p)
     short = F.when(F.size(a) <= F.size(b), a).otherwise(b)
     long_ = F.when(F.size(a) <= F.size(b), b).otherwise(a)
-    s, l = F.least(F.size(a), F.size(b)), F.greatest(F.size(a), F.size(b))
+    s, l = F.least(F.size(a), F.size(b)), F.greatest(F.size(a), F.size(b))  # noqa: E741 - as in Webber et al.
     pp = F.lit(p)
 
     def overlap(d: Column) -> Column:

@@ -15,7 +15,6 @@ from als_spark import schema as S
 from als_spark.analysis.metrics import check_k
 from als_spark.analysis.splits import RANDOM_SALT, seeded_hash
 
-
 BASELINES = ("popularity", "random")
 
 
@@ -127,4 +126,3 @@ def rated_exclusions(train: DataFrame, test: DataFrame, rated: DataFrame, *, spl
         )
     items = train.select(S.USER_ID, S.ITEM_ID).unionByName(seen.select(S.USER_ID, S.ITEM_ID)).distinct()
     return feedback.items_per_user(items)
-

@@ -49,8 +49,9 @@ report (:mod:`als_spark.analysis.compare_report`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -61,7 +62,14 @@ from als_spark import feedback, model
 from als_spark import schema as S
 from als_spark.analysis import agreement as A
 from als_spark.analysis.compare_report import DIFFERENT, NOT_DISTINGUISHABLE, compare_markdown, plot_png
-from als_spark.analysis.fits import FittedRuns, check_comparable, check_positive, config_differences, fit_runs, seed_lists
+from als_spark.analysis.fits import (
+    FittedRuns,
+    check_comparable,
+    check_positive,
+    config_differences,
+    fit_runs,
+    seed_lists,
+)
 from als_spark.analysis.focus import Focus, focus_lists, resolve_focus
 from als_spark.analysis.lists import (
     MEASURES,
@@ -118,10 +126,6 @@ PAIRS = StructType(
 PRIMARY = "jaccard"
 
 
-
-
-
-
 def entity_agreement(pairwise: DataFrame, runs_a: Sequence[int], runs_b: Sequence[int]) -> DataFrame:
     """:data:`AGREEMENT`: per table and entity, mean agreement within A, within B and between (of ``pairwise``)."""
     a, b = [int(r) for r in runs_a], [int(r) for r in runs_b]
@@ -153,8 +157,13 @@ class TableVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "table": self.table, "measure": self.measure, "k": self.k, "verdict": self.verdict,
-            "test": self.test.to_dict(), "dominance_a": self.dominance_a, "dominance_b": self.dominance_b,
+            "table": self.table,
+            "measure": self.measure,
+            "k": self.k,
+            "verdict": self.verdict,
+            "test": self.test.to_dict(),
+            "dominance_a": self.dominance_a,
+            "dominance_b": self.dominance_b,
         }
 
 
@@ -205,16 +214,22 @@ def compare_runs(
             f"{runs_a.config.ingest.min_rating:g} vs {runs_b.config.ingest.min_rating:g})"
         )
     if set(runs_a.seeds) & set(runs_b.seeds):
-        raise ConfigError(f"the seeds of {runs_a.name} {runs_a.seeds} and {runs_b.name} {runs_b.seeds} overlap: "
-                          "every fit must be independent")
+        raise ConfigError(
+            f"the seeds of {runs_a.name} {runs_a.seeds} and {runs_b.name} {runs_b.seeds} overlap: "
+            "every fit must be independent"
+        )
     if len(runs_a.seeds) < 2 or len(runs_b.seeds) < 2:
         raise ConfigError("each configuration needs at least 2 seeds (within-configuration agreement)")
     timer = timer or Timer()
     offset = len(runs_a.seeds)
-    runs = [{"run": i, "side": "a", "config": runs_a.name, "seed": s, "fit_seconds": runs_a.fit_seconds[i]}
-            for i, s in enumerate(runs_a.seeds)]
-    runs += [{"run": offset + i, "side": "b", "config": runs_b.name, "seed": s, "fit_seconds": runs_b.fit_seconds[i]}
-             for i, s in enumerate(runs_b.seeds)]
+    runs = [
+        {"run": i, "side": "a", "config": runs_a.name, "seed": s, "fit_seconds": runs_a.fit_seconds[i]}
+        for i, s in enumerate(runs_a.seeds)
+    ]
+    runs += [
+        {"run": offset + i, "side": "b", "config": runs_b.name, "seed": s, "fit_seconds": runs_b.fit_seconds[i]}
+        for i, s in enumerate(runs_b.seeds)
+    ]
     ids_a, ids_b = list(range(offset)), list(range(offset, len(runs)))
     k, top_n = runs_a.k, runs_a.top_n
     with timer.stage("compare_agreement"):
@@ -226,11 +241,17 @@ def compare_runs(
             means: pd.DataFrame = pair_means(pairwise, "jaccard", "rbo").orderBy(TABLE, "run_x", "run_y").toPandas()
         finally:
             pairwise.unpersist()
-        known = {"user": runs_a.run_lists[0].where(F.col(TABLE) == SIMILAR_USERS).select(F.col(S.ID).alias(S.USER_ID)),
-                 "item": runs_a.run_lists[0].where(F.col(TABLE) == SIMILAR_ITEMS).select(F.col(S.ID).alias(S.ITEM_ID))}
+        known = {
+            "user": runs_a.run_lists[0].where(F.col(TABLE) == SIMILAR_USERS).select(F.col(S.ID).alias(S.USER_ID)),
+            "item": runs_a.run_lists[0].where(F.col(TABLE) == SIMILAR_ITEMS).select(F.col(S.ID).alias(S.ITEM_ID)),
+        }
         resolved = [(f, resolve_focus(known[f.kind], f)) for f in focus]
         focus_rows = focus_lists(all_lists, resolved)
-    list_length = {SIMILAR_USERS: min(k, runs_a.users - 1), SIMILAR_ITEMS: min(k, runs_a.items - 1), RECOMMENDATIONS: top_n}
+    list_length = {
+        SIMILAR_USERS: min(k, runs_a.users - 1),
+        SIMILAR_ITEMS: min(k, runs_a.items - 1),
+        RECOMMENDATIONS: top_n,
+    }
 
     tests: list[TableVerdict] = []
     verdicts: dict[str, str] = {}
@@ -242,12 +263,17 @@ def compare_runs(
             test = A.run_label_permutation(values, ids_a, ids_b)
             verdict = DIFFERENT if A.significant(test, alpha=alpha) else NOT_DISTINGUISHABLE
             between = rows[f"{measure}_between"].to_numpy()
-            tests.append(TableVerdict(
-                table, measure, list_length[table], test,
-                A.dominance(rows[f"{measure}_within_a"].to_numpy(), between),
-                A.dominance(rows[f"{measure}_within_b"].to_numpy(), between),
-                verdict,
-            ))
+            tests.append(
+                TableVerdict(
+                    table,
+                    measure,
+                    list_length[table],
+                    test,
+                    A.dominance(rows[f"{measure}_within_a"].to_numpy(), between),
+                    A.dominance(rows[f"{measure}_within_b"].to_numpy(), between),
+                    verdict,
+                )
+            )
             if measure == PRIMARY:
                 verdicts[table] = verdict
         log.info("compare: %s: %s", table, verdicts[table])
@@ -272,8 +298,11 @@ def compare_runs(
         "seeds": {"a": runs_a.seeds, "b": runs_b.seeds},
         "parameters": {"k": k, "top_n": top_n, "rbo_p": rbo_p, "alpha": alpha, "primary_measure": PRIMARY},
         "data": {"interactions": runs_a.interactions, "users": runs_a.users, "items": runs_a.items},
-        "spark": {"parallelism": model.parallelism(spark), "blocks": {"a": runs_a.blocks, "b": runs_b.blocks},
-                  "blas": blas_implementation(spark)},
+        "spark": {
+            "parallelism": model.parallelism(spark),
+            "blocks": {"a": runs_a.blocks, "b": runs_b.blocks},
+            "blas": blas_implementation(spark),
+        },
         "runs": runs,
         "costs": {"a": runs_a.cost(), "b": runs_b.cost()},
         "holdout": {side: r.holdout for side, r in (("a", runs_a), ("b", runs_b)) if r.holdout is not None},
@@ -286,7 +315,10 @@ def compare_runs(
     return CompareResult(
         agreement=spark.createDataFrame(per_entity[[f.name for f in AGREEMENT.fields]], AGREEMENT),
         pairs=spark.createDataFrame(labelled, PAIRS),
-        verdicts=verdicts, tests=tests, report=compare_markdown(summary), png=plot_png(per_entity, summary),
+        verdicts=verdicts,
+        tests=tests,
+        report=compare_markdown(summary),
+        png=plot_png(per_entity, summary),
         summary=summary,
     )
 
@@ -334,8 +366,17 @@ def run_compare(
         for f in focus:
             resolve_focus(interactions, f)
     timer = timer or Timer()
-    common = dict(k=k, top_n=top_n, calibration=calibration, holdout=holdout, holdout_k=holdout_k,
-                  test_fraction=test_fraction, split_seed=split_seed, progress_interval=progress_interval, timer=timer)
+    common = dict(
+        k=k,
+        top_n=top_n,
+        calibration=calibration,
+        holdout=holdout,
+        holdout_k=holdout_k,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        progress_interval=progress_interval,
+        timer=timer,
+    )
     fitted: list[FittedRuns] = []
     try:
         # One warm-up fit (JIT compilation) serves both configurations: B runs in the same, warm JVM.
@@ -345,4 +386,3 @@ def run_compare(
     finally:
         for runs in fitted:
             runs.release()
-

@@ -30,7 +30,9 @@ def compare_markdown(summary: dict[str, Any]) -> str:
         f"{summary['spark']['blas']}, ALS blocks {summary['spark']['blocks']['a']} / {summary['spark']['blocks']['b']}.\n"
     )
     diffs = summary["differences"]
-    out.append(md_table(["setting", na, nb], diffs) if diffs else "The two configurations differ only in their seeds.\n")
+    out.append(
+        md_table(["setting", na, nb], diffs) if diffs else "The two configurations differ only in their seeds.\n"
+    )
 
     out.append("## Verdict\n")
     tests = summary["tests"]
@@ -46,24 +48,46 @@ def compare_markdown(summary: dict[str, Any]) -> str:
         f"one. *Different beyond seed noise* when the statistic is positive and p ≤ {lvl:.3g} "
         f"(= max(alpha {par['alpha']:g}, smallest attainable p {t0['smallest_p']:.3g})): under the hypothesis that "
         f"the configurations give the same lists up to seed noise, this happens with probability at most {lvl:.3g}"
-        + (", whatever the dependence between entities. With this few seeds the observed split must be the most "
-           "extreme one; more seeds lower the smallest attainable p (4 seeds each: 0.029)."
-           if t0["smallest_p"] > par["alpha"] else ", whatever the dependence between entities.")
+        + (
+            ", whatever the dependence between entities. With this few seeds the observed split must be the most "
+            "extreme one; more seeds lower the smallest attainable p (4 seeds each: 0.029)."
+            if t0["smallest_p"] > par["alpha"]
+            else ", whatever the dependence between entities."
+        )
         + f" The verdict is on {MEASURE_TITLES[par['primary_measure']]}@k; RBO is tested the same way. "
         f"**Effect sizes**: the statistic (in agreement units) and, per entity, the paired dominance against each "
         f"configuration: the share of entities whose lists agree more within it than between, minus the opposite "
         f"share (+1: every entity agrees less across configurations).\n\n"
     )
-    head = ["table", "measure", f"within {na}", f"within {nb}", "between", "effect: min(within) - between",
-            "p (fit level)", f"dominance vs {na}", f"dominance vs {nb}", "verdict"]
+    head = [
+        "table",
+        "measure",
+        f"within {na}",
+        f"within {nb}",
+        "between",
+        "effect: min(within) - between",
+        "p (fit level)",
+        f"dominance vs {na}",
+        f"dominance vs {nb}",
+        "verdict",
+    ]
     rows = []
     for t in tests:
         x = t["test"]
-        rows.append((
-            TITLES[t["table"]], f"{MEASURE_TITLES[t['measure']]}@{t['k']}", fmt(x["within_a"]), fmt(x["within_b"]),
-            fmt(x["between"]), f"{x['statistic']:+.3f}", f"{x['p_value']:.3f}", fmt(t["dominance_a"], 2),
-            fmt(t["dominance_b"], 2), t["verdict"],
-        ))
+        rows.append(
+            (
+                TITLES[t["table"]],
+                f"{MEASURE_TITLES[t['measure']]}@{t['k']}",
+                fmt(x["within_a"]),
+                fmt(x["within_b"]),
+                fmt(x["between"]),
+                f"{x['statistic']:+.3f}",
+                f"{x['p_value']:.3f}",
+                fmt(t["dominance_a"], 2),
+                fmt(t["dominance_b"], 2),
+                t["verdict"],
+            )
+        )
     out.append(md_table(head, rows))
 
     out.append("\n## Cost and quality\n")
@@ -71,34 +95,68 @@ def compare_markdown(summary: dict[str, Any]) -> str:
     h0: dict[str, Any] = next(iter(summary["holdout"].values()), {})
     for side in ("a", "b"):
         c, h = summary["costs"][side], summary["holdout"].get(side, {})
-        cost_rows.append((
-            summary["names"][side], c["rank"], c["iterations"], fmt(c["seconds_per_iteration"], 2),
-            ", ".join(f"{s:.1f}" for s in c["fit_seconds"]),
-            fmt(h.get("ndcg"), 4), fmt(h.get("precision"), 4), fmt(h.get("recall"), 4), fmt(h.get("map"), 4),
-        ))
+        cost_rows.append(
+            (
+                summary["names"][side],
+                c["rank"],
+                c["iterations"],
+                fmt(c["seconds_per_iteration"], 2),
+                ", ".join(f"{s:.1f}" for s in c["fit_seconds"]),
+                fmt(h.get("ndcg"), 4),
+                fmt(h.get("precision"), 4),
+                fmt(h.get("recall"), 4),
+                fmt(h.get("map"), 4),
+            )
+        )
     hk = h0.get("k", "k")
-    out.append(md_table(["config", "rank", "iterations", "s / iteration", "fit seconds (each seed)",
-                         f"NDCG@{hk}", f"precision@{hk}", f"recall@{hk}", f"MAP@{hk}"], cost_rows))
+    out.append(
+        md_table(
+            [
+                "config",
+                "rank",
+                "iterations",
+                "s / iteration",
+                "fit seconds (each seed)",
+                f"NDCG@{hk}",
+                f"precision@{hk}",
+                f"recall@{hk}",
+                f"MAP@{hk}",
+            ],
+            cost_rows,
+        )
+    )
     out.append(
         f"\nTime per iteration: {summary['costs']['a']['measured_as']} ({na}); "
         f"{summary['costs']['b']['measured_as']} ({nb}). Fit seconds include the fit's fixed cost. "
-        + (f"Holdout: per-user random split, {h0.get('test_fraction', 0):g} of each user's interactions held out "
-           f"(split seed {h0.get('split_seed')}), one fit per configuration on the train side with its own als.seed, "
-           f"train items excluded from the recommendations.\n"
-           if summary["holdout"] else "No holdout evaluation.\n")
+        + (
+            f"Holdout: per-user random split, {h0.get('test_fraction', 0):g} of each user's interactions held out "
+            f"(split seed {h0.get('split_seed')}), one fit per configuration on the train side with its own als.seed, "
+            f"train items excluded from the recommendations.\n"
+            if summary["holdout"]
+            else "No holdout evaluation.\n"
+        )
     )
 
-    columns = [(str(r["run"]), f"{r['config']} seed {r['seed']}") for r in sorted(summary["runs"], key=lambda r: r["run"])]
+    columns = [
+        (str(r["run"]), f"{r['config']} seed {r['seed']}") for r in sorted(summary["runs"], key=lambda r: r["run"])
+    ]
     for fr in summary["focus"]:
         out.append(f"\n## {focus_heading(fr)}\n")
         out.append(lists_table(fr, columns))
-        out.append("\nCells: id (cosine similarity)." if fr["table"] != RECOMMENDATIONS else "\nCells: item id (score).")
+        out.append(
+            "\nCells: id (cosine similarity)." if fr["table"] != RECOMMENDATIONS else "\nCells: item id (score)."
+        )
 
     out.append("\n## Agreement of every pair of fits (mean over entities)\n")
     pair_rows = [
-        (TITLES[p["table"]], f"{p['config_x']} seed {p['seed_x']}", f"{p['config_y']} seed {p['seed_y']}",
-         p["kind"].replace("within_a", f"within {na}").replace("within_b", f"within {nb}"),
-         fmt(p["jaccard"]), fmt(p["rbo"]))
+        (
+            TITLES[p["table"]],
+            f"{p['config_x']} seed {p['seed_x']}",
+            f"{p['config_y']} seed {p['seed_y']}",
+            p["kind"].replace("within_a", f"within {na}").replace("within_b", f"within {nb}"),
+            fmt(p["jaccard"]),
+            fmt(p["rbo"]),
+        )
         for p in summary["pairs"]
     ]
     out.append(md_table(["table", "fit", "fit", "kind", "Jaccard", "RBO"], pair_rows))
@@ -130,9 +188,14 @@ def plot_png(per_entity: pd.DataFrame, summary: dict[str, Any]) -> bytes | None:
                 for body, color in zip(parts["bodies"], ("tab:blue", "tab:orange", "tab:red")):
                     body.set_facecolor(color)
                     body.set_alpha(0.5)
-                ax.scatter([1, 2, 3], [float(np.mean(d)) for d in data], marker="D", color="k", s=14, zorder=3, label="mean")
-            ax.set_xticks([1, 2, 3], [textwrap.fill(f"within {na}", 16), textwrap.fill(f"within {nb}", 16), "between"],
-                          fontsize="small")
+                ax.scatter(
+                    [1, 2, 3], [float(np.mean(d)) for d in data], marker="D", color="k", s=14, zorder=3, label="mean"
+                )
+            ax.set_xticks(
+                [1, 2, 3],
+                [textwrap.fill(f"within {na}", 16), textwrap.fill(f"within {nb}", 16), "between"],
+                fontsize="small",
+            )
             ax.set_ylim(-0.03, 1.03)
             t = by.get((table, measure))
             ax.set_ylabel(f"{MEASURE_TITLES[measure]}@{t['k'] if t else 'k'} (mean over pairs of fits)")
@@ -145,4 +208,3 @@ def plot_png(per_entity: pd.DataFrame, summary: dict[str, Any]) -> bytes | None:
     axes[0][0].legend(fontsize="small", loc="lower left")
     fig.suptitle(f"{na} vs {nb}: per-entity list agreement")
     return png_bytes(fig, dpi=90)
-

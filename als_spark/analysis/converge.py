@@ -39,8 +39,9 @@ import dataclasses
 import functools
 import gc
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -175,8 +176,9 @@ def run_converge(
             exclude: DataFrame | None
             if holdout:
                 # split_per_user_random's split, labelled once (one window computation); both sides filter it
-                labelled = caching.cache(labelled_split(interactions, split="random", test_fraction=test_fraction,
-                                                        seed=split_seed))
+                labelled = caching.cache(
+                    labelled_split(interactions, split="random", test_fraction=test_fraction, seed=split_seed)
+                )
                 train, test_rows = train_test(labelled)
                 data = train.select(S.USER_ID, S.ITEM_ID, S.CONFIDENCE)
                 test = test_rows.select(S.USER_ID, S.ITEM_ID)
@@ -196,21 +198,42 @@ def run_converge(
         records: list[progress.FitRecord] = []
         with model.checkpoint_dir(spark, cfg.als.checkpoint_dir) as ckpt:
             with timer.stage("converge_calibrate"):
-                _, cal_records = progress.calibrate(data, cfg.als, num_blocks=blocks, label="converge", iterations=calibration)
+                _, cal_records = progress.calibrate(
+                    data, cfg.als, num_blocks=blocks, label="converge", iterations=calibration
+                )
             for run, (n, fit_seed) in enumerate(plan):
                 cost = progress.cost_from(cal_records + records)
                 if cost is not None:
                     left = sum(cost.seconds(m) for m, _ in plan[run:])
-                    log.info("converge: %d fits left (%s iterations), estimated %s at %.2f s/iteration", len(plan) - run,
-                             "+".join(str(m) for m, _ in plan[run:]), progress.format_seconds(left), cost.seconds_per_iteration)
+                    log.info(
+                        "converge: %d fits left (%s iterations), estimated %s at %.2f s/iteration",
+                        len(plan) - run,
+                        "+".join(str(m) for m, _ in plan[run:]),
+                        progress.format_seconds(left),
+                        cost.seconds_per_iteration,
+                    )
                 with timer.stage(f"converge_fit_{n}" + ("" if fit_seed == seed else f"_seed_{fit_seed}")):
                     fitted, record = progress.timed_fit(
-                        data, dataclasses.replace(cfg.als, max_iter=n, seed=fit_seed), num_blocks=blocks,
-                        label=f"{n} iterations, seed {fit_seed} (fit {run + 1} of {len(plan)})", cost=cost,
+                        data,
+                        dataclasses.replace(cfg.als, max_iter=n, seed=fit_seed),
+                        num_blocks=blocks,
+                        label=f"{n} iterations, seed {fit_seed} (fit {run + 1} of {len(plan)})",
+                        cost=cost,
                         interval=progress_interval,
                     )
-                    run_lists = caching.cache(lists_of(fitted, run, k=k, top_n=top_n, exclude=exclude, item_prior=prior,
-                                                n_users=n_users, n_items=n_items, parallelism=par))
+                    run_lists = caching.cache(
+                        lists_of(
+                            fitted,
+                            run,
+                            k=k,
+                            top_n=top_n,
+                            exclude=exclude,
+                            item_prior=prior,
+                            n_users=n_users,
+                            n_items=n_items,
+                            parallelism=par,
+                        )
+                    )
                     run_lists.count()
                     del fitted
                     gc.collect()  # let the model's JVM object go, so Spark can clean its cached factors
@@ -222,8 +245,15 @@ def run_converge(
                         metrics = ranking_metrics(recommendations_of(run_lists), test, k=top_n, catalog_size=n_items)
                     log.info("converge: %d iterations, seed %d: NDCG@%d = %.4f", n, fit_seed, top_n, metrics["ndcg"])
                 lists.append(run_lists)
-                runs.append({"run": run, "iterations": n, "seed": fit_seed, "seconds": record.seconds,
-                             **{m: metrics.get(m) for m in _METRICS}})
+                runs.append(
+                    {
+                        "run": run,
+                        "iterations": n,
+                        "seed": fit_seed,
+                        "seconds": record.seconds,
+                        **{m: metrics.get(m) for m in _METRICS},
+                    }
+                )
 
         with timer.stage("converge_agreement"):
             main = [r for r in runs if r["seed"] == seed]
@@ -247,12 +277,19 @@ def run_converge(
             if hit.empty:
                 continue
             for kd in kinds:
-                rows.append({
-                    "kind": kd, TABLE: table, "from_iter": by_run[x]["iterations"], "to_iter": by_run[y]["iterations"],
-                    "to_seed": by_run[y]["seed"], "entities": int(hit["entities"].iloc[0]),
-                    "jaccard": float(hit["jaccard"].iloc[0]), "rbo": float(hit["rbo"].iloc[0]),
-                    "identical": float(hit["identical"].iloc[0]),
-                })
+                rows.append(
+                    {
+                        "kind": kd,
+                        TABLE: table,
+                        "from_iter": by_run[x]["iterations"],
+                        "to_iter": by_run[y]["iterations"],
+                        "to_seed": by_run[y]["seed"],
+                        "entities": int(hit["entities"].iloc[0]),
+                        "jaccard": float(hit["jaccard"].iloc[0]),
+                        "rbo": float(hit["rbo"].iloc[0]),
+                        "identical": float(hit["identical"].iloc[0]),
+                    }
+                )
     steps = pd.DataFrame(rows, columns=[f.name for f in CONVERGE_STEPS.fields])
     order = {STEP: 0, TO_LAST: 1, SEED: 2}
     steps = steps.sort_values(["kind", TABLE, "from_iter"], key=lambda c: c.map(order) if c.name == "kind" else c)
@@ -264,8 +301,14 @@ def run_converge(
         "iterations": counts,
         "seed": seed,
         "seed_reference": seed + 1 if seed_reference else None,
-        "parameters": {"k": k, "top_n": top_n, "rbo_p": rbo_p, "holdout": holdout, "test_fraction": test_fraction,
-                       "split_seed": split_seed},
+        "parameters": {
+            "k": k,
+            "top_n": top_n,
+            "rbo_p": rbo_p,
+            "holdout": holdout,
+            "test_fraction": test_fraction,
+            "split_seed": split_seed,
+        },
         "data": {"interactions": n_rows, "users": n_users, "items": n_items},
         "spark": {"parallelism": par, "blocks": blocks, "checkpoint_dir": ckpt, "blas": blas_implementation(spark)},
         "seconds_per_iteration": cost.seconds_per_iteration if cost else None,
@@ -279,12 +322,21 @@ def run_converge(
     report = converge_markdown(summary)
     png = plot_png(summary)
     fits = pd.DataFrame(
-        [{"iterations": r["iterations"], "seed": r["seed"], "seconds": float(r["seconds"]),
-          **{m: (float(r[m]) if r[m] is not None else None) for m in _METRICS}} for r in runs],
+        [
+            {
+                "iterations": r["iterations"],
+                "seed": r["seed"],
+                "seconds": float(r["seconds"]),
+                **{m: (float(r[m]) if r[m] is not None else None) for m in _METRICS},
+            }
+            for r in runs
+        ],
         columns=[f.name for f in CONVERGE_FITS.fields],
     )
     return ConvergeResult(
         steps=spark.createDataFrame(steps, CONVERGE_STEPS),
         fits=spark.createDataFrame(fits.astype(object).where(fits.notna(), None), CONVERGE_FITS),
-        report=report, png=png, summary=summary,
+        report=report,
+        png=png,
+        summary=summary,
     )

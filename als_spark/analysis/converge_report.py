@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -18,21 +19,32 @@ def converge_markdown(summary: dict[str, Any]) -> str:
     """The Markdown report of :func:`run_converge` from its ``summary``."""
     cfg, par = summary["config"]["als"], summary["parameters"]
     steps = pd.DataFrame(summary["steps"])
-    out = [f"# Convergence: rank {cfg['rank']}, reg_param {cfg['reg_param']:g}, alpha {cfg['alpha']:g}, seed {summary['seed']}\n"]
+    out = [
+        f"# Convergence: rank {cfg['rank']}, reg_param {cfg['reg_param']:g}, alpha {cfg['alpha']:g}, seed {summary['seed']}\n"
+    ]
     data = summary["data"]
     out.append(
         f"Fits at {', '.join(map(str, summary['iterations']))} iterations"
-        + (f", plus seed {summary['seed_reference']} at {summary['iterations'][-1]}" if summary["seed_reference"] else "")
+        + (
+            f", plus seed {summary['seed_reference']} at {summary['iterations'][-1]}"
+            if summary["seed_reference"]
+            else ""
+        )
         + f"; {data['interactions']:,} interactions of {data['users']:,} users and {data['items']:,} items"
-        + (f" (the train side of a per-user random holdout, {par['test_fraction']:g} held out, split seed {par['split_seed']})"
-           if par["holdout"] else " (all interactions)")
+        + (
+            f" (the train side of a per-user random holdout, {par['test_fraction']:g} held out, split seed {par['split_seed']})"
+            if par["holdout"]
+            else " (all interactions)"
+        )
         + f". Lists: {par['k']} similar users, {par['k']} similar items, top {par['top_n']} recommendations. "
         f"Spark BLAS: {summary['spark']['blas']}, {summary['spark']['blocks']} ALS blocks.\n"
     )
     spi = summary["seconds_per_iteration"]
     if spi is not None:
-        out.append(f"\nTime per iteration: **{spi:.2f} s** (slope of fit time against iterations; fixed cost per fit "
-                   f"{summary['overhead_seconds']:.1f} s).\n")
+        out.append(
+            f"\nTime per iteration: **{spi:.2f} s** (slope of fit time against iterations; fixed cost per fit "
+            f"{summary['overhead_seconds']:.1f} s).\n"
+        )
 
     def measure_row(sub: pd.DataFrame, table: str, measure: str) -> str:
         hit = sub[sub[TABLE] == table]
@@ -40,33 +52,53 @@ def converge_markdown(summary: dict[str, Any]) -> str:
 
     out.append("\n## From one count to the next\n")
     fits = {(r["iterations"], r["seed"]): r for r in summary["fits"]}
-    head = ["from → to", "users Jaccard", "users RBO", "items Jaccard", "items RBO", "recs Jaccard", "recs RBO",
-            f"NDCG@{par['top_n']} at to", "Δ NDCG"]
+    head = [
+        "from → to",
+        "users Jaccard",
+        "users RBO",
+        "items Jaccard",
+        "items RBO",
+        "recs Jaccard",
+        "recs RBO",
+        f"NDCG@{par['top_n']} at to",
+        "Δ NDCG",
+    ]
     rows = []
     step_rows = steps[steps["kind"] == STEP] if not steps.empty else steps
     for (a, b), sub in step_rows.groupby(["from_iter", "to_iter"], sort=True):
         na, nb = fits.get((a, summary["seed"]), {}), fits.get((b, summary["seed"]), {})
         delta = (nb.get("ndcg") - na.get("ndcg")) if nb.get("ndcg") is not None and na.get("ndcg") is not None else None
-        rows.append([f"{a} → {b}"] + [measure_row(sub, t, m) for t in TABLES for m in MEASURES]
-                    + [fmt(nb.get("ndcg"), 4), f"{delta:+.4f}" if delta is not None else "–"])
+        rows.append(
+            [f"{a} → {b}"]
+            + [measure_row(sub, t, m) for t in TABLES for m in MEASURES]
+            + [fmt(nb.get("ndcg"), 4), f"{delta:+.4f}" if delta is not None else "–"]
+        )
     seed_rows = steps[steps["kind"] == SEED] if not steps.empty else steps
     if not seed_rows.empty:
         n = summary["iterations"][-1]
         other = fits.get((n, summary["seed_reference"]), {})
-        rows.append([f"seed {summary['seed']} vs {summary['seed_reference']} at {n}"]
-                    + [measure_row(seed_rows, t, m) for t in TABLES for m in MEASURES]
-                    + [fmt(other.get("ndcg"), 4), "–"])
+        rows.append(
+            [f"seed {summary['seed']} vs {summary['seed_reference']} at {n}"]
+            + [measure_row(seed_rows, t, m) for t in TABLES for m in MEASURES]
+            + [fmt(other.get("ndcg"), 4), "–"]
+        )
     out.append(md_table(head, rows))
-    out.append("\nAgreement of the two fits' lists, mean over entities (1 = identical lists). The last row is the seed "
-               "noise: two seeds at the largest count.\n")
+    out.append(
+        "\nAgreement of the two fits' lists, mean over entities (1 = identical lists). The last row is the seed "
+        "noise: two seeds at the largest count.\n"
+    )
     settled = summary["settled_at"]
     if summary["seed_reference"]:
         lines = []
         for table in TABLES:
             at = settled.get(table)
             lines.append(
-                f"- {TITLES[table]}: " + (f"from {at} iterations on, each further step moves the lists less than a new seed does."
-                                             if at is not None else "the last step still moves the lists more than a new seed does.")
+                f"- {TITLES[table]}: "
+                + (
+                    f"from {at} iterations on, each further step moves the lists less than a new seed does."
+                    if at is not None
+                    else "the last step still moves the lists more than a new seed does."
+                )
             )
         out.append("\n" + "\n".join(lines) + "\n")
 
@@ -74,20 +106,57 @@ def converge_markdown(summary: dict[str, Any]) -> str:
     last_rows = steps[steps["kind"] == TO_LAST] if not steps.empty else steps
     rows = []
     for a, sub in last_rows.groupby("from_iter", sort=True):
-        rows.append([f"{a} vs {summary['iterations'][-1]}"] + [measure_row(sub, t, m) for t in TABLES for m in MEASURES]
-                    + [fmt(float(sub["identical"].min()), 3)])
-    out.append(md_table(["fits", "users Jaccard", "users RBO", "items Jaccard", "items RBO", "recs Jaccard", "recs RBO",
-                           "min share identical"], rows))
+        rows.append(
+            [f"{a} vs {summary['iterations'][-1]}"]
+            + [measure_row(sub, t, m) for t in TABLES for m in MEASURES]
+            + [fmt(float(sub["identical"].min()), 3)]
+        )
+    out.append(
+        md_table(
+            [
+                "fits",
+                "users Jaccard",
+                "users RBO",
+                "items Jaccard",
+                "items RBO",
+                "recs Jaccard",
+                "recs RBO",
+                "min share identical",
+            ],
+            rows,
+        )
+    )
 
     out.append("\n## Fits\n")
-    out.append(md_table(
-        ["iterations", "seed", "fit seconds", f"NDCG@{par['top_n']}", f"precision@{par['top_n']}", f"recall@{par['top_n']}",
-         f"MAP@{par['top_n']}"],
-        [[r["iterations"], r["seed"], f"{r['seconds']:.1f}", fmt(r["ndcg"], 4), fmt(r["precision"], 4), fmt(r["recall"], 4),
-          fmt(r["map"], 4)] for r in summary["fits"]],
-    ))
-    columns = [(str(r["run"]), f"{r['iterations']} it" + ("" if r["seed"] == summary["seed"] else f", seed {r['seed']}"))
-               for r in summary["fits"]]
+    out.append(
+        md_table(
+            [
+                "iterations",
+                "seed",
+                "fit seconds",
+                f"NDCG@{par['top_n']}",
+                f"precision@{par['top_n']}",
+                f"recall@{par['top_n']}",
+                f"MAP@{par['top_n']}",
+            ],
+            [
+                [
+                    r["iterations"],
+                    r["seed"],
+                    f"{r['seconds']:.1f}",
+                    fmt(r["ndcg"], 4),
+                    fmt(r["precision"], 4),
+                    fmt(r["recall"], 4),
+                    fmt(r["map"], 4),
+                ]
+                for r in summary["fits"]
+            ],
+        )
+    )
+    columns = [
+        (str(r["run"]), f"{r['iterations']} it" + ("" if r["seed"] == summary["seed"] else f", seed {r['seed']}"))
+        for r in summary["fits"]
+    ]
     for fr in summary["focus"]:
         out.append(f"\n## {focus_heading(fr)}\n")
         out.append(lists_table(fr, columns))
@@ -109,7 +178,10 @@ def plot_png(summary: dict[str, Any]) -> bytes | None:
     steps = pd.DataFrame(summary["steps"])
     axes = fig.subplots(1, 3)
     colors = {SIMILAR_USERS: "tab:blue", SIMILAR_ITEMS: "tab:green", RECOMMENDATIONS: "tab:red"}
-    for ax, kind, title in ((axes[0], STEP, "Jaccard with the previous count"), (axes[1], TO_LAST, "Jaccard with the largest count")):
+    for ax, kind, title in (
+        (axes[0], STEP, "Jaccard with the previous count"),
+        (axes[1], TO_LAST, "Jaccard with the largest count"),
+    ):
         for table in TABLES:
             sub = steps[(steps["kind"] == kind) & (steps[TABLE] == table)] if not steps.empty else steps
             if sub.empty:
@@ -135,4 +207,3 @@ def plot_png(summary: dict[str, Any]) -> bytes | None:
     else:
         axes[2].set_axis_off()
     return png_bytes(fig, dpi=90)
-

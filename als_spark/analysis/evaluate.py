@@ -10,7 +10,8 @@ the final metric values reach the driver.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -111,8 +112,9 @@ def run_evaluate(
             # (rated_exclusions needs the test items' time for a chronological split.)
             timed = [S.TIMESTAMP] if exclude == "rated" and split == "chronological" else []
             labelled = caching.cache(
-                labelled_split(interactions_with_ts, split=split, test_fraction=test_fraction, seed=seed)
-                .select(S.USER_ID, S.ITEM_ID, S.CONFIDENCE, *timed, IS_TEST)
+                labelled_split(interactions_with_ts, split=split, test_fraction=test_fraction, seed=seed).select(
+                    S.USER_ID, S.ITEM_ID, S.CONFIDENCE, *timed, IS_TEST
+                )
             )
             n_train, n_test, n_users, catalog_size = split_counts(labelled)
             train_all, test_all = train_test(labelled)
@@ -126,7 +128,13 @@ def run_evaluate(
         log.info(
             "evaluate: %s split, test_fraction=%g: %d train and %d test interactions, %d test users, %d train items; "
             "lists exclude the %s items",
-            split, test_fraction, n_train, n_test, n_users, catalog_size, exclude,
+            split,
+            test_fraction,
+            n_train,
+            n_test,
+            n_users,
+            catalog_size,
+            exclude,
         )
         rows: list[dict[str, Any]] = []
 
@@ -150,9 +158,14 @@ def run_evaluate(
             # the counts the blocked top-k needs are already known.
             user_factors = user_factors.join(test_users.withColumnRenamed(S.USER_ID, S.ID), S.ID, "left_semi")
             recs = recommend(
-                user_factors, item_factors, top_n=k, exclude=excluded,
-                item_prior=popularity_prior(train, cfg.recommend.popularity_weight), n_users=n_users,
-                n_items=catalog_size, parallelism=par,
+                user_factors,
+                item_factors,
+                top_n=k,
+                exclude=excluded,
+                item_prior=popularity_prior(train, cfg.recommend.popularity_weight),
+                n_users=n_users,
+                n_items=catalog_size,
+                parallelism=par,
             )
             score(ALS_MODEL, recs)
 
@@ -166,4 +179,3 @@ def run_evaluate(
     ordered = [{f.name: row[f.name] for f in METRICS.fields} for row in rows]
     metrics_df = spark.createDataFrame([tuple(r.values()) for r in ordered], METRICS)
     return metrics_df, ordered
-

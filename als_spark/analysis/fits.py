@@ -13,8 +13,9 @@ import dataclasses
 import functools
 import gc
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -40,7 +41,9 @@ def seed_lists(
     must be disjoint and have at least 2 distinct seeds each.
     """
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 2:
-        raise ConfigError(f"--seeds must be an integer >= 2 (within-configuration agreement needs two fits), got {seeds!r}")
+        raise ConfigError(
+            f"--seeds must be an integer >= 2 (within-configuration agreement needs two fits), got {seeds!r}"
+        )
     sa = list(seeds_a) if seeds_a else [cfg_a.als.seed + i for i in range(seeds)]
     sb = list(seeds_b) if seeds_b else [cfg_b.als.seed + i for i in range(seeds)]
     if not seeds_b and set(sa) & set(sb):
@@ -124,9 +127,14 @@ class FittedRuns:
 
     def cost(self) -> dict[str, Any]:
         return {
-            "config": self.name, "iterations": self.config.als.max_iter, "rank": self.config.als.rank,
-            "blocks": self.blocks, "seconds_per_iteration": self.seconds_per_iteration, "measured_as": self.measured_as,
-            "fit_seconds": self.fit_seconds, "calibration": [r.to_dict() for r in self.calibration],
+            "config": self.name,
+            "iterations": self.config.als.max_iter,
+            "rank": self.config.als.rank,
+            "blocks": self.blocks,
+            "seconds_per_iteration": self.seconds_per_iteration,
+            "measured_as": self.measured_as,
+            "fit_seconds": self.fit_seconds,
+            "calibration": [r.to_dict() for r in self.calibration],
         }
 
 
@@ -177,19 +185,40 @@ def fit_runs(
     try:
         n_rows, n_users, n_items = shape(interactions)
         with model.checkpoint_dir(spark, cfg.als.checkpoint_dir), timer.stage(f"compare_fit_{name}"):
-            cost, cal_records = progress.calibrate(interactions, cfg.als, num_blocks=blocks, label=name,
-                                                   iterations=calibration, warm_up=warm_up)
+            cost, cal_records = progress.calibrate(
+                interactions, cfg.als, num_blocks=blocks, label=name, iterations=calibration, warm_up=warm_up
+            )
             if cost is not None:
-                log.info("compare: %s: %d fits of %d iterations, estimated %s", name, len(seeds), cfg.als.max_iter,
-                         progress.format_seconds(len(seeds) * cost.seconds(cfg.als.max_iter)))
+                log.info(
+                    "compare: %s: %d fits of %d iterations, estimated %s",
+                    name,
+                    len(seeds),
+                    cfg.als.max_iter,
+                    progress.format_seconds(len(seeds) * cost.seconds(cfg.als.max_iter)),
+                )
             records = []
             for run, seed in enumerate(seeds):
                 fitted, record = progress.timed_fit(
-                    interactions, dataclasses.replace(cfg.als, seed=seed), num_blocks=blocks,
-                    label=f"{name} seed {seed} (fit {run + 1} of {len(seeds)})", cost=cost, interval=progress_interval,
+                    interactions,
+                    dataclasses.replace(cfg.als, seed=seed),
+                    num_blocks=blocks,
+                    label=f"{name} seed {seed} (fit {run + 1} of {len(seeds)})",
+                    cost=cost,
+                    interval=progress_interval,
                 )
-                lists.append(lists_of(fitted, run, k=k, top_n=top_n, exclude=exclude, item_prior=prior, n_users=n_users,
-                                      n_items=n_items, parallelism=par).cache())
+                lists.append(
+                    lists_of(
+                        fitted,
+                        run,
+                        k=k,
+                        top_n=top_n,
+                        exclude=exclude,
+                        item_prior=prior,
+                        n_users=n_users,
+                        n_items=n_items,
+                        parallelism=par,
+                    ).cache()
+                )
                 lists[-1].count()
                 del fitted
                 gc.collect()  # let the model's JVM object go, so Spark can clean its cached factors
@@ -199,11 +228,23 @@ def fit_runs(
         if holdout:
             with timer.stage(f"compare_holdout_{name}"):
                 estimate = progress.FitCost(seconds_per_iteration=spi, overhead_seconds=0.0) if spi else None
-                with progress.FitMonitor(spark, f"{name} holdout fit and scoring", iterations=cfg.als.max_iter, cost=estimate,
-                                         interval=progress_interval, count_jobs=False):
+                with progress.FitMonitor(
+                    spark,
+                    f"{name} holdout fit and scoring",
+                    iterations=cfg.als.max_iter,
+                    cost=estimate,
+                    interval=progress_interval,
+                    count_jobs=False,
+                ):
                     _, rows = evaluate.run_evaluate(
-                        spark, interactions, cfg, k=holdout_k, test_fraction=test_fraction,
-                        split="random", seed=split_seed, baselines=(),
+                        spark,
+                        interactions,
+                        cfg,
+                        k=holdout_k,
+                        test_fraction=test_fraction,
+                        split="random",
+                        seed=split_seed,
+                        baselines=(),
                     )
             holdout_row = {**rows[0], "split_seed": split_seed, "seed": cfg.als.seed}
     except BaseException:
@@ -215,8 +256,19 @@ def fit_runs(
         if exclude is not None:
             exclude.unpersist()
     return FittedRuns(
-        name=name, config=cfg, seeds=seeds, run_lists=lists, k=k, top_n=top_n, interactions=n_rows, users=n_users,
-        items=n_items, blocks=blocks, fit_seconds=[r.seconds for r in records], calibration=cal_records,
-        seconds_per_iteration=spi, measured_as=how, holdout=holdout_row,
+        name=name,
+        config=cfg,
+        seeds=seeds,
+        run_lists=lists,
+        k=k,
+        top_n=top_n,
+        interactions=n_rows,
+        users=n_users,
+        items=n_items,
+        blocks=blocks,
+        fit_seconds=[r.seconds for r in records],
+        calibration=cal_records,
+        seconds_per_iteration=spi,
+        measured_as=how,
+        holdout=holdout_row,
     )
-

@@ -9,8 +9,9 @@ gives. On MovieLens 100k user index 10 is user id 11.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -75,10 +76,15 @@ def focus_lists(lists: DataFrame, resolved: Sequence[tuple[Focus, int]]) -> list
     for f, entity in resolved:
         for table in (SIMILAR_USERS, RECOMMENDATIONS) if f.kind == "user" else (SIMILAR_ITEMS,):
             got = lists.where((F.col(TABLE) == table) & (F.col(S.ID) == entity)).select(RUN, ITEMS, SCORES).collect()
-            out.append({
-                "focus": f.describe(), "kind": f.kind, "id": entity, "table": table,
-                "lists": {str(r[RUN]): [[int(i), float(s)] for i, s in zip(r[ITEMS], r[SCORES])] for r in got},
-            })
+            out.append(
+                {
+                    "focus": f.describe(),
+                    "kind": f.kind,
+                    "id": entity,
+                    "table": table,
+                    "lists": {str(r[RUN]): [[int(i), float(s)] for i, s in zip(r[ITEMS], r[SCORES])] for r in got},
+                }
+            )
     return out
 
 
@@ -96,6 +102,9 @@ def lists_table(focus: dict[str, Any], columns: Sequence[tuple[str, str]]) -> st
 
 
 def focus_heading(focus: dict[str, Any]) -> str:
-    same = "" if focus["focus"] == f"{focus['kind']} id {focus['id']}" else f" (= {focus['kind']} id {focus['id']} in the input file)"
+    same = (
+        ""
+        if focus["focus"] == f"{focus['kind']} id {focus['id']}"
+        else f" (= {focus['kind']} id {focus['id']} in the input file)"
+    )
     return f"{focus['focus']}{same}: {TITLES[focus['table']]}"
-

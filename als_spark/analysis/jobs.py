@@ -9,7 +9,8 @@ inside :func:`~als_spark.runlog.running`, so its tables, reports and
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -44,23 +45,47 @@ def _stage_report(runlog: RunLog, stem: str, result: Any, tables: Mapping[str, D
     runlog.stage_file(f"{stem}.json", publish.to_json(result.summary))
     runlog.stage_file(f"{stem}.png", result.png)
     data = result.summary["data"]
-    runlog.counts.update({"interactions": data["interactions"], "users": data["users"], "items": data["items"], "fits": fits})
+    runlog.counts.update(
+        {"interactions": data["interactions"], "users": data["users"], "items": data["items"], "fits": fits}
+    )
 
 
 def stage_evaluate(
-    spark: SparkSession, source: Source, cfg: Config, output: str, *, k: int, test_fraction: float, split: str, seed: int,
+    spark: SparkSession,
+    source: Source,
+    cfg: Config,
+    output: str,
+    *,
+    k: int,
+    test_fraction: float,
+    split: str,
+    seed: int,
     exclude: str = "train",
 ) -> dict[str, Any]:
     """Hold-out evaluation of ``cfg`` against the baselines; writes ``metrics`` and ``metrics.md``."""
     with _analysis_run(spark, source, cfg, output, "evaluate") as (runlog, ratings):
         interactions = evaluate.interactions_with_timestamp(ratings.df, cfg.ingest)
         metrics, rows = evaluate.run_evaluate(
-            spark, interactions, cfg, k=k, test_fraction=test_fraction, split=split, seed=seed,
-            exclude=exclude, rated=ratings.df, timer=runlog.timer,
+            spark,
+            interactions,
+            cfg,
+            k=k,
+            test_fraction=test_fraction,
+            split=split,
+            seed=seed,
+            exclude=exclude,
+            rated=ratings.df,
+            timer=runlog.timer,
         )
         runlog.write_table(metrics, "metrics")
         runlog.counts["evaluated_users"] = rows[0]["users"]
-        runlog.input["evaluation"] = {"k": k, "test_fraction": test_fraction, "split": split, "seed": seed, "exclude": exclude}
+        runlog.input["evaluation"] = {
+            "k": k,
+            "test_fraction": test_fraction,
+            "split": split,
+            "seed": seed,
+            "exclude": exclude,
+        }
         runlog.stage_file("metrics.md", metrics_markdown(rows))
     return {**runlog.result, "metrics": rows}
 
@@ -81,13 +106,26 @@ def stage_tune(
     """Hyper-parameter search (:func:`als_spark.analysis.tune.run_tune`) with ``cfg`` as the base; adds ``run.json``."""
     with _analysis_run(spark, source, cfg, output, "tune") as (runlog, ratings):
         result = tune.run_tune(
-            spark, ratings.df, cfg, output, spec=spec, k=k, test_fraction=test_fraction, seed=seed,
-            compare=compare, evaluate_test=evaluate_test, timer=runlog.timer,
+            spark,
+            ratings.df,
+            cfg,
+            output,
+            spec=spec,
+            k=k,
+            test_fraction=test_fraction,
+            seed=seed,
+            compare=compare,
+            evaluate_test=evaluate_test,
+            timer=runlog.timer,
         )
         runlog.outputs.update(result.outputs)
         runlog.counts.update({"trials": len(result.trials), "trials_stopped": result.summary["stopped"]})
         runlog.input["tune"] = {
-            "spec": spec.to_dict(), "k": k, "test_fraction": test_fraction, "seed": seed, "compare": sorted(compare),
+            "spec": spec.to_dict(),
+            "k": k,
+            "test_fraction": test_fraction,
+            "seed": seed,
+            "compare": sorted(compare),
         }
     return {**runlog.result, "metric": spec.metric, "best": result.summary["best"], "test_metrics": result.test_metrics}
 
@@ -118,16 +156,36 @@ def stage_compare(
     """
     with _analysis_run(spark, source, cfg_a, output, "compare") as (runlog, ratings):
         result = compare.run_compare(
-            spark, ratings.df, cfg_a, cfg_b, seeds=seeds, k=k, top_n=top_n, focus=focus, holdout=holdout,
-            test_fraction=test_fraction, split_seed=split_seed, alpha=alpha, names=names,
-            progress_interval=progress_interval, timer=runlog.timer,
+            spark,
+            ratings.df,
+            cfg_a,
+            cfg_b,
+            seeds=seeds,
+            k=k,
+            top_n=top_n,
+            focus=focus,
+            holdout=holdout,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            alpha=alpha,
+            names=names,
+            progress_interval=progress_interval,
+            timer=runlog.timer,
         )
         tables = {"agreement": result.agreement, "agreement_pairs": result.pairs}
         _stage_report(runlog, "compare", result, tables, fits=len(result.summary["runs"]))
         runlog.input["compare"] = {
-            "names": list(names), "config_a": cfg_a.to_dict(), "config_b": cfg_b.to_dict(),
-            "seeds": result.summary["seeds"], "k": k, "top_n": top_n, "alpha": alpha, "holdout": holdout,
-            "test_fraction": test_fraction, "split_seed": split_seed, "focus": [f.describe() for f in focus],
+            "names": list(names),
+            "config_a": cfg_a.to_dict(),
+            "config_b": cfg_b.to_dict(),
+            "seeds": result.summary["seeds"],
+            "k": k,
+            "top_n": top_n,
+            "alpha": alpha,
+            "holdout": holdout,
+            "test_fraction": test_fraction,
+            "split_seed": split_seed,
+            "focus": [f.describe() for f in focus],
             "verdicts": result.verdicts,
         }
     return {**runlog.result, "report": result.report, "verdicts": result.verdicts}
@@ -156,15 +214,30 @@ def stage_converge(
     """
     with _analysis_run(spark, source, cfg, output, "converge") as (runlog, ratings):
         result = converge.run_converge(
-            spark, ratings.df, cfg, iterations=iterations, k=k, top_n=top_n, holdout=holdout,
-            test_fraction=test_fraction, split_seed=split_seed, seed_reference=seed_reference, focus=focus,
-            progress_interval=progress_interval, timer=runlog.timer,
+            spark,
+            ratings.df,
+            cfg,
+            iterations=iterations,
+            k=k,
+            top_n=top_n,
+            holdout=holdout,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            seed_reference=seed_reference,
+            focus=focus,
+            progress_interval=progress_interval,
+            timer=runlog.timer,
         )
         tables = {"converge_steps": result.steps, "converge_fits": result.fits}
         _stage_report(runlog, "converge", result, tables, fits=len(result.summary["fits"]))
         runlog.input["converge"] = {
-            "iterations": list(iterations), "k": k, "top_n": top_n, "holdout": holdout, "test_fraction": test_fraction,
-            "split_seed": split_seed, "seed_reference": seed_reference, "focus": [f.describe() for f in focus],
+            "iterations": list(iterations),
+            "k": k,
+            "top_n": top_n,
+            "holdout": holdout,
+            "test_fraction": test_fraction,
+            "split_seed": split_seed,
+            "seed_reference": seed_reference,
+            "focus": [f.describe() for f in focus],
         }
     return {**runlog.result, "report": result.report}
-

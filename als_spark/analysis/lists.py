@@ -12,7 +12,8 @@ lists entity by entity with the measures of :mod:`als_spark.analysis.agreement`.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -38,10 +39,14 @@ def ranked_lists(table: DataFrame, *, key: str, other: str, score: str) -> DataF
     ``sort_array`` on ``(rank, ...)`` structs: the order never relies on row order
     surviving ``collect_list``.
     """
-    return table.groupBy(key).agg(F.sort_array(F.collect_list(F.struct(S.RANK, other, score))).alias("_l")).select(
-        F.col(key).cast("int").alias(S.ID),
-        F.transform("_l", lambda s: s[other]).cast("array<int>").alias(ITEMS),
-        F.transform("_l", lambda s: s[score]).cast("array<float>").alias(SCORES),
+    return (
+        table.groupBy(key)
+        .agg(F.sort_array(F.collect_list(F.struct(S.RANK, other, score))).alias("_l"))
+        .select(
+            F.col(key).cast("int").alias(S.ID),
+            F.transform("_l", lambda s: s[other]).cast("array<int>").alias(ITEMS),
+            F.transform("_l", lambda s: s[score]).cast("array<float>").alias(SCORES),
+        )
     )
 
 
@@ -70,16 +75,30 @@ def lists_of(
     parts = [
         ranked_lists(
             similar_users(user_factors, top_k=k, n_users=n_users, parallelism=parallelism),
-            key=S.USER_ID, other=S.SIMILAR_USER_ID, score=S.SIMILARITY,
+            key=S.USER_ID,
+            other=S.SIMILAR_USER_ID,
+            score=S.SIMILARITY,
         ).withColumn(TABLE, F.lit(SIMILAR_USERS)),
         ranked_lists(
             similar_items(item_factors, top_k=k, n_items=n_items, parallelism=parallelism),
-            key=S.ITEM_ID, other=S.SIMILAR_ITEM_ID, score=S.SIMILARITY,
+            key=S.ITEM_ID,
+            other=S.SIMILAR_ITEM_ID,
+            score=S.SIMILARITY,
         ).withColumn(TABLE, F.lit(SIMILAR_ITEMS)),
         ranked_lists(
-            recommend(user_factors, item_factors, top_n=top_n, exclude=exclude, item_prior=item_prior,
-                      n_users=n_users, n_items=n_items, parallelism=parallelism),
-            key=S.USER_ID, other=S.ITEM_ID, score=S.SCORE,
+            recommend(
+                user_factors,
+                item_factors,
+                top_n=top_n,
+                exclude=exclude,
+                item_prior=item_prior,
+                n_users=n_users,
+                n_items=n_items,
+                parallelism=parallelism,
+            ),
+            key=S.USER_ID,
+            other=S.ITEM_ID,
+            score=S.SCORE,
         ).withColumn(TABLE, F.lit(RECOMMENDATIONS)),
     ]
     union = functools.reduce(DataFrame.unionByName, parts)
@@ -88,11 +107,17 @@ def lists_of(
 
 def recommendations_of(lists: DataFrame) -> DataFrame:
     """``user_id, rank, item_id, score``: the recommendation lists of :func:`lists_of` as rows again."""
-    return lists.where(F.col(TABLE) == RECOMMENDATIONS).select(
-        F.col(S.ID).alias(S.USER_ID), F.posexplode(F.arrays_zip(F.col(ITEMS).alias("i"), F.col(SCORES).alias("s")))
-    ).select(
-        S.USER_ID, (F.col("pos") + 1).cast("int").alias(S.RANK),
-        F.col("col.i").cast("int").alias(S.ITEM_ID), F.col("col.s").cast("float").alias(S.SCORE),
+    return (
+        lists.where(F.col(TABLE) == RECOMMENDATIONS)
+        .select(
+            F.col(S.ID).alias(S.USER_ID), F.posexplode(F.arrays_zip(F.col(ITEMS).alias("i"), F.col(SCORES).alias("s")))
+        )
+        .select(
+            S.USER_ID,
+            (F.col("pos") + 1).cast("int").alias(S.RANK),
+            F.col("col.i").cast("int").alias(S.ITEM_ID),
+            F.col("col.s").cast("float").alias(S.SCORE),
+        )
     )
 
 
@@ -109,12 +134,14 @@ def pair_agreement(lists: DataFrame, pairs: Sequence[tuple[int, int]], *, rbo_p:
     y = lists.select(TABLE, S.ID, F.col(RUN).alias("run_y"), F.col(ITEMS).alias("_y"))
     joined = F.broadcast(wanted).join(x, "run_x").join(y, [TABLE, S.ID, "run_y"])
     return joined.select(
-        TABLE, S.ID, "run_x", "run_y",
+        TABLE,
+        S.ID,
+        "run_x",
+        "run_y",
         A.jaccard_col(F.col("_x"), F.col("_y")).alias("jaccard"),
         A.rbo_col(F.col("_x"), F.col("_y"), rbo_p).alias("rbo"),
         (F.col("_x") == F.col("_y")).cast("double").alias("identical"),
     )
-
 
 
 def pair_means(pairwise: DataFrame, *measures: str) -> DataFrame:

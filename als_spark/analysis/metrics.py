@@ -157,8 +157,6 @@ def ranking_metrics(recommendations: DataFrame, test: DataFrame, *, k: int, cata
     return result
 
 
-
-
 def metrics_markdown(rows: list[dict[str, Any]]) -> str:
     """The metrics rows (:data:`METRICS` as dicts) as a Markdown table: what ``metrics.md`` holds."""
     k = rows[0]["k"] if rows else "k"

@@ -30,8 +30,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from pyspark.ml.recommendation import ALSModel
@@ -192,12 +193,17 @@ class FitMonitor:
             except Exception as exc:  # noqa: BLE001 - progress is informational; never fail the fit over it
                 log.debug("progress of %s not available: %s", self.label, exc)
 
-    def __enter__(self) -> "FitMonitor":
+    def __enter__(self) -> FitMonitor:
         if self._group is not None and not self._group.enter():
             self._group = None
         if self.cost is not None:
-            log.info("%s: %d iterations, estimated %s (%.2f s/iteration)", self.label, self.iterations,
-                     format_seconds(self.cost.seconds(self.iterations)), self.cost.seconds_per_iteration)
+            log.info(
+                "%s: %d iterations, estimated %s (%.2f s/iteration)",
+                self.label,
+                self.iterations,
+                format_seconds(self.cost.seconds(self.iterations)),
+                self.cost.seconds_per_iteration,
+            )
         self._start = time.perf_counter()
         if self.interval > 0:
             self._thread = threading.Thread(target=self._run, name=f"progress {self.label}", daemon=True)
@@ -250,8 +256,10 @@ def cost_from(records: Sequence[FitRecord]) -> FitCost | None:
     if len({x for x, _ in jobs}) >= 2:
         jobs_slope, jobs_intercept = _line([x for x, _ in jobs], [y for _, y in jobs])
     return FitCost(
-        seconds_per_iteration=max(slope, 1e-6), overhead_seconds=intercept,
-        jobs_before=jobs_intercept, jobs_per_iteration=jobs_slope,
+        seconds_per_iteration=max(slope, 1e-6),
+        overhead_seconds=intercept,
+        jobs_before=jobs_intercept,
+        jobs_per_iteration=jobs_slope,
     )
 
 
@@ -320,8 +328,11 @@ def calibrate(
 
     def timed(n: int, what: str) -> FitRecord:
         _, record = timed_fit(
-            interactions, dataclasses.replace(cfg, max_iter=n), num_blocks=num_blocks,
-            label=f"{label} {what} ({n} iterations)", interval=0,
+            interactions,
+            dataclasses.replace(cfg, max_iter=n),
+            num_blocks=num_blocks,
+            label=f"{label} {what} ({n} iterations)",
+            interval=0,
         )
         return record
 
@@ -330,6 +341,10 @@ def calibrate(
     records = [timed(n, "calibration") for n in lengths]
     cost = cost_from(records)
     if cost is not None:
-        log.info("%s: %.2f s per iteration (from fits of %s iterations)", label, cost.seconds_per_iteration,
-                 " and ".join(map(str, lengths)))
+        log.info(
+            "%s: %.2f s per iteration (from fits of %s iterations)",
+            label,
+            cost.seconds_per_iteration,
+            " and ".join(map(str, lengths)),
+        )
     return cost, records

@@ -93,9 +93,7 @@ def split_counts(labelled: DataFrame) -> tuple[int, int, int, int]:
     return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
-def split_per_user_random(
-    df: DataFrame, *, test_fraction: float = 0.25, seed: int = 42
-) -> tuple[DataFrame, DataFrame]:
+def split_per_user_random(df: DataFrame, *, test_fraction: float = 0.25, seed: int = 42) -> tuple[DataFrame, DataFrame]:
     """``(train, test)``: a seeded random share of each user's rows held out as test.
 
     A user with ``n`` rows gets ``min(round_half_up(test_fraction * n), n - 1)``
@@ -120,4 +118,3 @@ def split_per_user_chronological(df: DataFrame, *, test_fraction: float = 0.25) 
     has no ``timestamp`` column.
     """
     return train_test(labelled_split(df, split="chronological", test_fraction=test_fraction))
-

@@ -24,8 +24,9 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from als_spark.analysis.metrics import METRIC_NAMES
 from als_spark.analysis.tune_spec import TuneSpec
@@ -55,8 +56,10 @@ class Trial:
 
 def describe(params: Mapping[str, Any]) -> str:
     """``rank=64 alpha=4``: the parameters of a trial, for the log."""
-    return " ".join(f"{key.split('.', 1)[1]}={value:g}" if is_number(value) else f"{key.split('.', 1)[1]}={value}"
-                    for key, value in params.items())
+    return " ".join(
+        f"{key.split('.', 1)[1]}={value:g}" if is_number(value) else f"{key.split('.', 1)[1]}={value}"
+        for key, value in params.items()
+    )
 
 
 def repeated(score: Callable[[Config], Mapping[str, Any]], cfg: Config, spec: TuneSpec) -> dict[str, Any]:
@@ -99,8 +102,17 @@ def run_trials(
             probe_metrics = dict(score(probe_cfg))
             probe_value = comparable(probe_metrics[spec.metric])
             if best_probe is not None and probe_value < best_probe - stop.margin:
-                trial = Trial(number, dict(params), cfg, STATUS_STOPPED, None, probe_value,
-                              probe_metrics, stop.probe_iter, time.perf_counter() - t0)
+                trial = Trial(
+                    number,
+                    dict(params),
+                    cfg,
+                    STATUS_STOPPED,
+                    None,
+                    probe_value,
+                    probe_metrics,
+                    stop.probe_iter,
+                    time.perf_counter() - t0,
+                )
                 done.append(trial)
                 _log_trial(trial, len(planned), spec, k, best, started)
                 if on_trial:
@@ -112,8 +124,17 @@ def run_trials(
             # With max_iter <= probe_iter the full fit is the probe.
             probe_value = objective if probe_value is None else probe_value
             best_probe = probe_value if best_probe is None else max(best_probe, probe_value)
-        trial = Trial(number, dict(params), cfg, STATUS_OK, objective, probe_value, metrics,
-                      cfg.als.max_iter, time.perf_counter() - t0)
+        trial = Trial(
+            number,
+            dict(params),
+            cfg,
+            STATUS_OK,
+            objective,
+            probe_value,
+            metrics,
+            cfg.als.max_iter,
+            time.perf_counter() - t0,
+        )
         done.append(trial)
         if best is None or objective > comparable(best.objective):
             best = trial
@@ -141,7 +162,13 @@ def _log_trial(trial: Trial, total: int, spec: TuneSpec, k: int, best: Trial | N
     best_text = f"best {best.objective:.4f} (trial {best.number})" if best else "no best yet"
     log.info(
         "tune: trial %d/%d %s -> %s in %.1f s; %s; about %.0f s left",
-        trial.number, total, describe(trial.params), result, trial.seconds, best_text, eta,
+        trial.number,
+        total,
+        describe(trial.params),
+        result,
+        trial.seconds,
+        best_text,
+        eta,
     )
 
 
@@ -151,4 +178,3 @@ def best_trial(done: Sequence[Trial]) -> Trial:
     if not completed:
         raise ConfigError("no trial completed")
     return max(completed, key=lambda t: (comparable(t.objective), -t.number))
-

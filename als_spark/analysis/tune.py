@@ -31,8 +31,9 @@ the log shows its progress, one line per trial.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -41,7 +42,14 @@ from als_spark import schema as S
 from als_spark.analysis.baselines import BASELINES
 from als_spark.analysis.evaluate import ALS_MODEL, run_evaluate
 from als_spark.analysis.metrics import METRIC_NAMES, METRICS, check_k, ranking_metrics
-from als_spark.analysis.splits import check_fraction, labelled_split, require_columns, split_counts, split_per_user_random, train_test
+from als_spark.analysis.splits import (
+    check_fraction,
+    labelled_split,
+    require_columns,
+    split_counts,
+    split_per_user_random,
+    train_test,
+)
 from als_spark.analysis.trials import STATUS_STOPPED, Trial, best_trial, describe, repeated, run_trials
 from als_spark.analysis.tune_report import config_yaml, leaderboard, plot_png, varied
 from als_spark.analysis.tune_spec import TuneSpec, trial_config, trials
@@ -94,9 +102,14 @@ def fit_and_score(spark: SparkSession, data: ValidationData, cfg: Config, *, k: 
     # Every validation user has fit rows and every fit item has factors: the counts are known.
     user_factors = user_factors.join(data.users.withColumnRenamed(S.USER_ID, S.ID), S.ID, "left_semi")
     recs = recommend(
-        user_factors, item_factors, top_n=k, exclude=data.exclude,
-        item_prior=popularity_prior(fit_part, cfg.recommend.popularity_weight), n_users=data.n_users,
-        n_items=data.catalog_size, parallelism=par,
+        user_factors,
+        item_factors,
+        top_n=k,
+        exclude=data.exclude,
+        item_prior=popularity_prior(fit_part, cfg.recommend.popularity_weight),
+        n_users=data.n_users,
+        n_items=data.catalog_size,
+        parallelism=par,
     ).cache()
     try:
         recs.count()  # filled once: ranking_metrics reads the lists in two branches
@@ -136,7 +149,9 @@ def search(
     # The split of split_per_user_random, labelled once and cached (one window computation);
     # the fit and validation parts are filters of it.
     labelled = labelled_split(
-        train.select(S.USER_ID, S.ITEM_ID, S.RATING), split="random", test_fraction=validation_fraction,
+        train.select(S.USER_ID, S.ITEM_ID, S.RATING),
+        split="random",
+        test_fraction=validation_fraction,
         seed=validation_seed,
     ).cache()
     fit_part, validation = train_test(labelled)
@@ -144,8 +159,12 @@ def search(
     users = validation.select(S.USER_ID).distinct().cache()
     exclude = feedback.items_per_user(fit_part).cache()
     data = ValidationData(
-        fit_ratings=fit_part, validation=validation, users=users, exclude=exclude,
-        catalog_size=0, cached=[labelled, users, exclude],
+        fit_ratings=fit_part,
+        validation=validation,
+        users=users,
+        exclude=exclude,
+        catalog_size=0,
+        cached=[labelled, users, exclude],
     )
     try:
         n_fit, n_validation, n_users, data.catalog_size = split_counts(labelled)
@@ -158,13 +177,22 @@ def search(
         log.info(
             "tune: %s search, %d trials, objective %s@%d on a validation split of train "
             "(%d fit and %d validation interactions, %d validation users, %d fit items)",
-            spec.method, len(plan), spec.metric, k, n_fit, n_validation, n_users, data.catalog_size,
+            spec.method,
+            len(plan),
+            spec.metric,
+            k,
+            n_fit,
+            n_validation,
+            n_users,
+            data.catalog_size,
         )
         with model.checkpoint_dir(spark, base.als.checkpoint_dir):
             return run_trials(
-                list(zip(plan, configs)), spec,
+                list(zip(plan, configs)),
+                spec,
                 lambda cfg: repeated(lambda c: fit_and_score(spark, data, c, k=k), cfg, spec),
-                k=k, on_trial=on_trial,
+                k=k,
+                on_trial=on_trial,
             )
     finally:
         data.release()
@@ -246,14 +274,25 @@ def run_tune(
     try:
         with timer.stage("tune_search"):
             done = search(
-                spark, train, base, spec, k=k,
-                validation_fraction=validation_fraction, validation_seed=validation_seed,
+                spark,
+                train,
+                base,
+                spec,
+                k=k,
+                validation_fraction=validation_fraction,
+                validation_seed=validation_seed,
             )
     finally:
         train.unpersist()
     best = best_trial(done)
-    log.info("tune: best trial %d: %s, validation %s@%d = %.4f",
-             best.number, describe(best.params), spec.metric, k, best.objective)
+    log.info(
+        "tune: best trial %d: %s, validation %s@%d = %.4f",
+        best.number,
+        describe(best.params),
+        spec.metric,
+        k,
+        best.objective,
+    )
 
     with timer.stage("tune_write"):
         header = (
@@ -262,14 +301,17 @@ def run_tune(
             f"(validation split: fraction {validation_fraction:g}, seed {validation_seed}, of the train side of\n"
             f"the test split: fraction {test_fraction:g}, seed {seed}). Tuned: {', '.join(spec.space)}."
         )
-        outputs.update(publish.publish_together(
-            spark, output,
-            tables={"leaderboard": leaderboard(spark, done, metric=spec.metric, k=k).coalesce(1)},
-            files={
-                "best.yaml": config_yaml(best.config, header),
-                "tune.png": plot_png(done, varied(spec) or list(spec.space), metric=spec.metric, k=k),
-            },
-        ))
+        outputs.update(
+            publish.publish_together(
+                spark,
+                output,
+                tables={"leaderboard": leaderboard(spark, done, metric=spec.metric, k=k).coalesce(1)},
+                files={
+                    "best.yaml": config_yaml(best.config, header),
+                    "tune.png": plot_png(done, varied(spec) or list(spec.space), metric=spec.metric, k=k),
+                },
+            )
+        )
 
     test_rows: list[dict[str, Any]] = []
     if evaluate_test:
@@ -277,8 +319,14 @@ def run_tune(
         for name, cfg, run_baselines in runs:
             with timer.stage(f"tune_test_{name}"):
                 _, rows = run_evaluate(
-                    spark, feedback.to_interactions(ratings, cfg.ingest), cfg,
-                    k=k, test_fraction=test_fraction, split="random", seed=seed, baselines=run_baselines,
+                    spark,
+                    feedback.to_interactions(ratings, cfg.ingest),
+                    cfg,
+                    k=k,
+                    test_fraction=test_fraction,
+                    split="random",
+                    seed=seed,
+                    baselines=run_baselines,
                 )
             for row in rows:
                 test_rows.append({**row, "model": name if row["model"] == ALS_MODEL else row["model"]})
@@ -286,10 +334,11 @@ def run_tune(
         order = [BEST_MODEL, *compare, *baselines]
         test_rows.sort(key=lambda r: order.index(r["model"]))
         for row in test_rows:
-            log.info("tune: test %s", ", ".join(
-                [row["model"]] + [f"{m}@{k}={row[m]:.4f}" for m in METRIC_NAMES]))
+            log.info("tune: test %s", ", ".join([row["model"]] + [f"{m}@{k}={row[m]:.4f}" for m in METRIC_NAMES]))
         # One file, so the rows read back in this order.
-        table = spark.createDataFrame([tuple(r[f.name] for f in METRICS.fields) for r in test_rows], METRICS).coalesce(1)
+        table = spark.createDataFrame([tuple(r[f.name] for f in METRICS.fields) for r in test_rows], METRICS).coalesce(
+            1
+        )
         outputs.update(publish.publish_together(spark, output, tables={"test_metrics": table}))
 
     summary = {
@@ -301,8 +350,11 @@ def run_tune(
         "trials": len(done),
         "stopped": sum(t.status == STATUS_STOPPED for t in done),
         "best": {
-            "trial": best.number, "params": best.params, "objective": best.objective,
-            "validation_metrics": best.metrics, "config": best.config.to_dict(),
+            "trial": best.number,
+            "params": best.params,
+            "objective": best.objective,
+            "validation_metrics": best.metrics,
+            "config": best.config.to_dict(),
         },
         "test_metrics": test_rows,
         "timings_seconds": dict(timer.seconds),
@@ -310,4 +362,3 @@ def run_tune(
     }
     outputs.update(publish.publish_together(spark, output, files={"tune.json": publish.to_json(summary)}))
     return TuneResult(trials=done, best=best, test_metrics=test_rows, outputs=outputs, summary=summary)
-

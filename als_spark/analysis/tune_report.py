@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import yaml
 from pyspark.sql import DataFrame, SparkSession
@@ -14,7 +15,6 @@ from als_spark.analysis.reports import figure, png_bytes
 from als_spark.analysis.trials import STATUS_OK, STATUS_STOPPED, Trial, best_trial, comparable
 from als_spark.analysis.tune_spec import TUNABLE, Range, TuneSpec, param_value
 from als_spark.config import Config
-
 
 #: Leaderboard column of each tunable key.
 PARAM_COLUMNS = {key: key.replace(".", "_") for key in TUNABLE}
@@ -52,13 +52,23 @@ def leaderboard(spark: SparkSession, done: Sequence[Trial], *, metric: str, k: i
     rows = []
     for position, t in enumerate(order, start=1):
         params = [param_value(t.config, key) for key in TUNABLE]
-        rows.append((
-            position, t.number, *params, t.status, metric, k,
-            t.objective, t.metrics.get("objective_std") if t.status == STATUS_OK else None, t.probe_objective,
-            *[None if t.status != STATUS_OK else t.metrics.get(name) for name in METRIC_NAMES],
-            t.metrics.get("users") if t.status == STATUS_OK else None,
-            t.iterations, round(t.seconds, 3),
-        ))
+        rows.append(
+            (
+                position,
+                t.number,
+                *params,
+                t.status,
+                metric,
+                k,
+                t.objective,
+                t.metrics.get("objective_std") if t.status == STATUS_OK else None,
+                t.probe_objective,
+                *[None if t.status != STATUS_OK else t.metrics.get(name) for name in METRIC_NAMES],
+                t.metrics.get("users") if t.status == STATUS_OK else None,
+                t.iterations,
+                round(t.seconds, 3),
+            )
+        )
     return spark.createDataFrame(rows, LEADERBOARD)
 
 
@@ -86,19 +96,37 @@ def plot_png(done: Sequence[Trial], keys: Sequence[str], *, metric: str, k: int)
         position = {v: i for i, v in enumerate(values)} if categorical else {v: v for v in values}
         ok = [t for t in done if t.status == STATUS_OK]
         stopped = [t for t in done if t.status == STATUS_STOPPED]
-        ax.scatter([position[param_value(t.config, key)] for t in ok], [t.objective for t in ok],
-                   s=18, color="tab:blue", alpha=0.7, label="trial")
+        ax.scatter(
+            [position[param_value(t.config, key)] for t in ok],
+            [t.objective for t in ok],
+            s=18,
+            color="tab:blue",
+            alpha=0.7,
+            label="trial",
+        )
         if stopped:
-            ax.scatter([position[param_value(t.config, key)] for t in stopped], [t.probe_objective for t in stopped],
-                       s=18, marker="x", color="0.6", label="stopped (probe)")
+            ax.scatter(
+                [position[param_value(t.config, key)] for t in stopped],
+                [t.probe_objective for t in stopped],
+                s=18,
+                marker="x",
+                color="0.6",
+                label="stopped (probe)",
+            )
         per_value: dict[Any, float] = {}
         for t in ok:
             v = param_value(t.config, key)
             per_value[v] = max(per_value.get(v, -math.inf), comparable(t.objective))
         xs = [v for v in values if v in per_value]
         ax.plot([position[v] for v in xs], [per_value[v] for v in xs], color="tab:blue", linewidth=1)
-        ax.scatter([position[param_value(best.config, key)]], [best.objective], s=40, color="tab:red",
-                   zorder=3, label=f"best (trial {best.number})")
+        ax.scatter(
+            [position[param_value(best.config, key)]],
+            [best.objective],
+            s=40,
+            color="tab:red",
+            zorder=3,
+            label=f"best (trial {best.number})",
+        )
         if categorical:
             ax.set_xticks(range(len(values)), [str(v) for v in values])
         elif len(values) > 1 and min(values) > 0 and max(values) / min(values) >= 8:
@@ -113,4 +141,3 @@ def plot_png(done: Sequence[Trial], keys: Sequence[str], *, metric: str, k: int)
 def varied(spec: TuneSpec) -> list[str]:
     """The keys the search varies (a range or more than one value): the plot's panels."""
     return [key for key, values in spec.space.items() if isinstance(values, Range) or len(values) > 1]
-

@@ -33,13 +33,13 @@ import itertools
 import math
 import os
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from als_spark.analysis.metrics import METRIC_NAMES
 from als_spark.config import Config, build_config, is_int, is_number, read_yaml
 from als_spark.errors import ConfigError
-
 
 METHODS = ("grid", "random")
 
@@ -47,7 +47,12 @@ METHODS = ("grid", "random")
 #: Keys a search may vary. ``ingest.min_rating`` is not one: it changes the interactions
 #: and so the validation and test sets, and the objectives would no longer compare.
 TUNABLE = (
-    "als.rank", "als.max_iter", "als.reg_param", "als.alpha", "ingest.confidence", "recommend.popularity_weight",
+    "als.rank",
+    "als.max_iter",
+    "als.reg_param",
+    "als.alpha",
+    "ingest.confidence",
+    "recommend.popularity_weight",
 )
 
 
@@ -91,8 +96,13 @@ class TuneSpec:
         }
         early = dataclasses.asdict(self.early_stop) if self.early_stop else None
         return {
-            "method": self.method, "n_trials": self.n_trials, "seed": self.seed,
-            "metric": self.metric, "repeats": self.repeats, "space": space, "early_stop": early,
+            "method": self.method,
+            "n_trials": self.n_trials,
+            "seed": self.seed,
+            "metric": self.metric,
+            "repeats": self.repeats,
+            "space": space,
+            "early_stop": early,
         }
 
 
@@ -186,7 +196,9 @@ def parse_spec(tree: Mapping[str, Any] | None) -> TuneSpec:
             raise ConfigError("tune.early_stop must be a mapping with probe_iter and margin, or null")
         for key in early:
             if key not in ("probe_iter", "margin"):
-                raise _unknown("tune key", f"tune.early_stop.{key}", ["tune.early_stop.probe_iter", "tune.early_stop.margin"])
+                raise _unknown(
+                    "tune key", f"tune.early_stop.{key}", ["tune.early_stop.probe_iter", "tune.early_stop.margin"]
+                )
         probe, margin = early.get("probe_iter", 5), early.get("margin", 0.01)
         if not is_int(probe) or probe < 1:
             raise ConfigError(f"tune.early_stop.probe_iter must be a positive integer, got {probe!r}")
@@ -258,4 +270,3 @@ def trials(spec: TuneSpec) -> list[dict[str, Any]]:
                 params[key] = rng.choice(values)
         out.append(params)
     return out
-

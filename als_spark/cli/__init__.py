@@ -15,7 +15,8 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from als_spark import __version__
 from als_spark.cli import compare, converge, doctor, evaluate, pipeline, show, synthesize, tune
@@ -60,8 +61,10 @@ def _print_summary(result: dict[str, Any]) -> None:
     counts = result.get("counts", {})
     print(f"\nals-spark {result['command']} finished (run {result['run_id']})")
     if "interactions" in counts:
-        print(f"  interactions: {counts['interactions']:,} from {counts.get('users', '?'):,} users and "
-              f"{counts.get('items', '?'):,} items ({counts.get('rows_rejected', 0):,} rows rejected)")
+        print(
+            f"  interactions: {counts['interactions']:,} from {counts.get('users', '?'):,} users and "
+            f"{counts.get('items', '?'):,} items ({counts.get('rows_rejected', 0):,} rows rejected)"
+        )
     for name, path in result.get("outputs", {}).items():
         print(f"  {name:<16} {path}")
     timings = result.get("timings_seconds", {})
@@ -76,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlsSparkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its connection chatter is not the user's business
     try:
         result = args.handler(args)

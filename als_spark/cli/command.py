@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 #: A command's handler: parsed arguments in, ``run.json``'s content (printed as a summary) or ``None`` out.
 Handler = Callable[[argparse.Namespace], "dict[str, Any] | None"]

@@ -18,11 +18,25 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     for side in ("a", "b"):
         X = side.upper()
         p.add_argument(f"--config-{side}", metavar="FILE", help=f"YAML configuration of {X} (default: --config)")
-        p.add_argument(f"--set-{side}", action="append", default=[], metavar="KEY=VALUE",
-                       help=f"override one key of {X} only, after --config-{side} and --set (repeatable)")
-        p.add_argument(f"--name-{side}", metavar="NAME", help=f"name of {X} in the report (default: the stem of --config-{side}, else {X})")
-    p.add_argument("--seeds", type=int, default=3, metavar="N",
-                   help="fits per configuration, seeds als.seed, als.seed + 1, ... (default 3; >= 2)")
+        p.add_argument(
+            f"--set-{side}",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"override one key of {X} only, after --config-{side} and --set (repeatable)",
+        )
+        p.add_argument(
+            f"--name-{side}",
+            metavar="NAME",
+            help=f"name of {X} in the report (default: the stem of --config-{side}, else {X})",
+        )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="fits per configuration, seeds als.seed, als.seed + 1, ... (default 3; >= 2)",
+    )
     p.add_argument("--k", type=int, default=5, help="neighbours per user and item compared (default 5)")
     p.add_argument("--top-n", type=int, default=10, help="recommendations per user compared (default 10)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdict (default 0.05)")
@@ -33,6 +47,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 def names(args: argparse.Namespace) -> tuple[str, str]:
     """The report's names of A and B: ``--name-a/-b``, else the stems of ``--config-a/-b``, else A and B."""
+
     def name(side: str) -> str:
         config = getattr(args, f"config_{side}")
         return getattr(args, f"name_{side}") or (Path(config).stem if config else side.upper())
@@ -55,9 +70,21 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--alpha must be strictly between 0 and 1, got {args.alpha}")
     focus = options.focus(args)
     result = jobs.stage_compare(
-        options.spark(args), options.source(args), cfg_a, cfg_b, args.output, names=names(args), seeds=args.seeds,
-        k=args.k, top_n=args.top_n, focus=focus, holdout=args.holdout, test_fraction=args.test_fraction,
-        split_seed=args.split_seed, alpha=args.alpha, progress_interval=args.progress_interval,
+        options.spark(args),
+        options.source(args),
+        cfg_a,
+        cfg_b,
+        args.output,
+        names=names(args),
+        seeds=args.seeds,
+        k=args.k,
+        top_n=args.top_n,
+        focus=focus,
+        holdout=args.holdout,
+        test_fraction=args.test_fraction,
+        split_seed=args.split_seed,
+        alpha=args.alpha,
+        progress_interval=args.progress_interval,
     )
     print("\n" + result["report"].split("\n## Agreement of every pair")[0].rstrip())
     print(f"\n(every pair of fits: {args.output}/compare.md)")
@@ -66,7 +93,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 COMMANDS = (
     Command(
-        "compare", "do two configurations give different lists, beyond what the seed alone changes?", _arguments, _run,
+        "compare",
+        "do two configurations give different lists, beyond what the seed alone changes?",
+        _arguments,
+        _run,
         description="fit configurations A and B with several seeds each; compare every pair of fits' similar-user, "
         "similar-item and recommendation lists (Jaccard@k, rank-biased overlap) within A, within B and between; test "
         "per table whether A and B differ beyond seed noise. Also scores each configuration on a holdout and times it "

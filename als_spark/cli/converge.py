@@ -39,9 +39,19 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = options.config(args)
     counts, focus = iterations(args.iterations), options.focus(args)
     result = jobs.stage_converge(
-        options.spark(args), options.source(args), cfg, args.output, iterations=counts, k=args.k, top_n=args.top_n,
-        focus=focus, holdout=args.holdout, test_fraction=args.test_fraction, split_seed=args.split_seed,
-        seed_reference=not args.no_seed_reference, progress_interval=args.progress_interval,
+        options.spark(args),
+        options.source(args),
+        cfg,
+        args.output,
+        iterations=counts,
+        k=args.k,
+        top_n=args.top_n,
+        focus=focus,
+        holdout=args.holdout,
+        test_fraction=args.test_fraction,
+        split_seed=args.split_seed,
+        seed_reference=not args.no_seed_reference,
+        progress_interval=args.progress_interval,
     )
     print("\n" + result["report"].rstrip())
     return result
@@ -49,8 +59,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 COMMANDS = (
     Command(
-        "converge", "fit one configuration at several iteration counts; how much do the lists and metric still move?",
-        _arguments, _run,
+        "converge",
+        "fit one configuration at several iteration counts; how much do the lists and metric still move?",
+        _arguments,
+        _run,
         description="fit the configuration at each of --iterations (same seed) plus once more with the next seed at "
         "the largest count; report how the similar-user, similar-item and recommendation lists and the holdout NDCG "
         "change from one count to the next, against the largest count, and against the seed noise. Writes "

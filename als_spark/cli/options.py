@@ -23,9 +23,17 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 def add_common(p: argparse.ArgumentParser) -> None:
     """``--output``, ``--config``, ``--set``, ``--remote`` and ``--log-level``."""
     p.add_argument("--output", required=True, metavar="DIR", help="directory of the pipeline's tables")
-    p.add_argument("--config", metavar="FILE", help="YAML configuration (default: built-in defaults = conf/default.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one configuration key, e.g. --set als.rank=20 (repeatable)")
+    p.add_argument(
+        "--config", metavar="FILE", help="YAML configuration (default: built-in defaults = conf/default.yaml)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one configuration key, e.g. --set als.rank=20 (repeatable)",
+    )
     add_remote(p)
     add_log_level(p)
 
@@ -42,42 +50,85 @@ def add_input(p: argparse.ArgumentParser) -> None:
     """Where the ratings come from: ``--input`` or ``--dataset``, with ``--items`` and ``--format``."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", metavar="PATH", help="ratings file: u.data, ratings.dat or ratings.csv")
-    src.add_argument("--dataset", choices=["synthetic", "ml-100k"],
-                     help="built-in data: 'synthetic' (generated, offline) or 'ml-100k' (downloaded once, cached)")
-    p.add_argument("--items", metavar="PATH", help="item file with titles (default: u.item/movies.dat/movies.csv beside --input)")
-    p.add_argument("--format", choices=INPUT_FORMATS, help="force the ratings format (default: detect; same as --set ingest.format=...)")
-    p.add_argument("--synthetic-seed", type=int, default=42, metavar="N", help="seed of --dataset synthetic (default 42)")
-    p.add_argument("--synthetic-ratings", type=int, default=100_000, metavar="N",
-                   help="size of --dataset synthetic, e.g. 1000000 or 20000000 (MovieLens-shaped; default 100000)")
+    src.add_argument(
+        "--dataset",
+        choices=["synthetic", "ml-100k"],
+        help="built-in data: 'synthetic' (generated, offline) or 'ml-100k' (downloaded once, cached)",
+    )
+    p.add_argument(
+        "--items", metavar="PATH", help="item file with titles (default: u.item/movies.dat/movies.csv beside --input)"
+    )
+    p.add_argument(
+        "--format",
+        choices=INPUT_FORMATS,
+        help="force the ratings format (default: detect; same as --set ingest.format=...)",
+    )
+    p.add_argument(
+        "--synthetic-seed", type=int, default=42, metavar="N", help="seed of --dataset synthetic (default 42)"
+    )
+    p.add_argument(
+        "--synthetic-ratings",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="size of --dataset synthetic, e.g. 1000000 or 20000000 (MovieLens-shaped; default 100000)",
+    )
 
 
 def add_holdout(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-holdout", dest="holdout", action="store_false",
-                   help="no holdout: compare scores no configuration; converge fits on all interactions and scores nothing")
-    p.add_argument("--test-fraction", type=float, default=0.25, help="share of each user's interactions held out (default 0.25)")
+    p.add_argument(
+        "--no-holdout",
+        dest="holdout",
+        action="store_false",
+        help="no holdout: compare scores no configuration; converge fits on all interactions and scores nothing",
+    )
+    p.add_argument(
+        "--test-fraction", type=float, default=0.25, help="share of each user's interactions held out (default 0.25)"
+    )
     p.add_argument("--split-seed", type=int, default=42, help="seed of the per-user random holdout split (default 42)")
 
 
 def add_focus(p: argparse.ArgumentParser) -> None:
     for kind in ("user", "item"):
-        p.add_argument(f"--{kind}-id", type=int, action="append", default=[], metavar="ID",
-                       help=f"print this {kind}'s lists under every fit: the {kind} id of the input file (repeatable)")
-        p.add_argument(f"--{kind}-index", type=int, action="append", default=[], metavar="I",
-                       help=f"the same by zero-based index into the sorted distinct {kind} ids with a rating >= "
-                       f"ingest.min_rating, as a notebook's category codes or matrix rows count (repeatable)")
+        p.add_argument(
+            f"--{kind}-id",
+            type=int,
+            action="append",
+            default=[],
+            metavar="ID",
+            help=f"print this {kind}'s lists under every fit: the {kind} id of the input file (repeatable)",
+        )
+        p.add_argument(
+            f"--{kind}-index",
+            type=int,
+            action="append",
+            default=[],
+            metavar="I",
+            help=f"the same by zero-based index into the sorted distinct {kind} ids with a rating >= "
+            f"ingest.min_rating, as a notebook's category codes or matrix rows count (repeatable)",
+        )
 
 
 def add_progress(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--progress-interval", type=float, default=30.0, metavar="SECONDS",
-                   help="log each fit's progress and remaining time this often (default 30; 0: never)")
+    p.add_argument(
+        "--progress-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="log each fit's progress and remaining time this often (default 30; 0: never)",
+    )
 
 
 def focus(args: argparse.Namespace) -> list[Any]:
     """The ``--user-id/--user-index/--item-id/--item-index`` options as :class:`~als_spark.analysis.focus.Focus`."""
     from als_spark.analysis.focus import Focus
 
-    return [Focus(kind, **{key: value}) for kind in ("user", "item") for key in ("id", "index")
-            for value in getattr(args, f"{kind}_{key}")]
+    return [
+        Focus(kind, **{key: value})
+        for kind in ("user", "item")
+        for key in ("id", "index")
+        for value in getattr(args, f"{kind}_{key}")
+    ]
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
@@ -95,8 +146,13 @@ def source(args: argparse.Namespace) -> Source:
     """Where the ratings come from (``--input``, ``--dataset``, ``--items``, ``--synthetic-*``)."""
     from als_spark.pipeline import Source
 
-    return Source(path=args.input, dataset=args.dataset, items=args.items,
-                  synthetic_seed=args.synthetic_seed, synthetic_ratings=args.synthetic_ratings)
+    return Source(
+        path=args.input,
+        dataset=args.dataset,
+        items=args.items,
+        synthetic_seed=args.synthetic_seed,
+        synthetic_ratings=args.synthetic_ratings,
+    )
 
 
 def spark(args: argparse.Namespace, *, sized: bool = True) -> SparkSession:

@@ -40,10 +40,25 @@ def _stage(name: str) -> Any:
 
 COMMANDS = (
     Command("run", "the whole pipeline: ingest, train, recommend, similar", _with_input, _run),
-    Command("ingest", "read and validate ratings; write ratings, interactions, dataset_summary, items", _with_input, _ingest),
-    Command("train", "fit ALS on DIR/interactions; write model, user_factors, item_factors", options.add_common, _stage("train")),
-    Command("recommend", "write DIR/recommendations from the factors, excluding seen items", options.add_common,
-            _stage("recommend")),
-    Command("similar", "write DIR/similar_items and DIR/similar_users from the factors", options.add_common,
-            _stage("similar")),
+    Command(
+        "ingest", "read and validate ratings; write ratings, interactions, dataset_summary, items", _with_input, _ingest
+    ),
+    Command(
+        "train",
+        "fit ALS on DIR/interactions; write model, user_factors, item_factors",
+        options.add_common,
+        _stage("train"),
+    ),
+    Command(
+        "recommend",
+        "write DIR/recommendations from the factors, excluding seen items",
+        options.add_common,
+        _stage("recommend"),
+    ),
+    Command(
+        "similar",
+        "write DIR/similar_items and DIR/similar_users from the factors",
+        options.add_common,
+        _stage("similar"),
+    ),
 )

@@ -26,6 +26,11 @@ def _run(args: argparse.Namespace) -> None:
 
 
 COMMANDS = (
-    Command("show", "print one user's recommendations and neighbours, or one item's neighbours", _arguments, _run,
-            description="print one user's recommendations and similar users, or one item's similar items, from DIR"),
+    Command(
+        "show",
+        "print one user's recommendations and neighbours, or one item's neighbours",
+        _arguments,
+        _run,
+        description="print one user's recommendations and similar users, or one item's similar items, from DIR",
+    ),
 )

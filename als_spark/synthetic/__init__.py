@@ -116,16 +116,10 @@ def generate(
     """
     n_users = check_int("n_users", n_users, 1, _INT32_MAX)
     n_items = check_int("n_items", n_items, MIN_RATINGS_PER_USER, _INT32_MAX)
-    n_ratings = check_int(
-        "n_ratings", n_ratings, MIN_RATINGS_PER_USER * n_users, n_users * n_items
-    )
+    n_ratings = check_int("n_ratings", n_ratings, MIN_RATINGS_PER_USER * n_users, n_users * n_items)
     n_groups = check_int("n_groups", n_groups, 1, n_items)
     seed = check_int("seed", seed, 0, None)
-    if (
-        isinstance(in_group_share, bool)
-        or not isinstance(in_group_share, Real)
-        or not 0.0 <= in_group_share <= 1.0
-    ):
+    if isinstance(in_group_share, bool) or not isinstance(in_group_share, Real) or not 0.0 <= in_group_share <= 1.0:
         raise ConfigError(f"in_group_share must be a number in [0, 1], got {in_group_share!r}")
 
     rng = np.random.default_rng(seed)

@@ -159,9 +159,7 @@ def _sample_block(
     dense = np.flatnonzero(remaining > 0)
     if dense.size:
         excluded = np.sort(np.concatenate([taken, *picked]), kind="stable")
-        picked.append(
-            _sample_dense(rng, pools, users[dense], user_pool[dense], remaining[dense], excluded)
-        )
+        picked.append(_sample_dense(rng, pools, users[dense], user_pool[dense], remaining[dense], excluded))
     if not picked:
         return np.empty(0, np.int64)
     return np.sort(np.concatenate(picked), kind="stable")  # merges the sorted runs

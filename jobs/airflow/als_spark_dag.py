@@ -35,12 +35,17 @@ CONF = {
 }
 #: ``als-spark run`` options; ``{{ ds }}`` is the run's logical date (YYYY-MM-DD).
 APPLICATION_ARGS = [
-    "--input", f"{ALS_SPARK_DATA}/input/u.data",
-    "--output", f"{ALS_SPARK_DATA}/out/run_date={{{{ ds }}}}",
-    "--config", f"{ALS_SPARK_HOME}/conf/default.yaml",
+    "--input",
+    f"{ALS_SPARK_DATA}/input/u.data",
+    "--output",
+    f"{ALS_SPARK_DATA}/out/run_date={{{{ ds }}}}",
+    "--config",
+    f"{ALS_SPARK_HOME}/conf/default.yaml",
     # ALS checkpoints on storage every node sees, one directory per run date
-    "--set", f"als.checkpoint_dir={ALS_SPARK_DATA}/checkpoints/run_date={{{{ ds }}}}",
-    "--log-level", "INFO",
+    "--set",
+    f"als.checkpoint_dir={ALS_SPARK_DATA}/checkpoints/run_date={{{{ ds }}}}",
+    "--log-level",
+    "INFO",
 ]
 
 try:  # Airflow 3, then Airflow 2
