@@ -7,6 +7,7 @@ The planted data: three taste groups of 8 users; every user likes (rating 4 or 5
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import json
@@ -91,34 +92,25 @@ def test_random_search_is_deterministic_by_seed_and_stays_in_the_space():
     assert sorted(tuple(t.values()) for t in drawn) == sorted(itertools.product([4, 8], [1.0, 2.0, 3.0]))
 
 
+#: A random search over two ranges and a list (parsed twice below: parse_spec must not keep state).
+RANGES = {
+    "method": "random",
+    "n_trials": 40,
+    "seed": 3,
+    "space": {
+        "als.reg_param": {"low": 0.1, "high": 100, "log": True},
+        "als.rank": {"low": 8, "high": 64},
+        "ingest.confidence": ["rating", "binary"],
+    },
+}
+
+
 def test_random_search_with_ranges():
-    spec = tune_spec.parse_spec(
-        {
-            "method": "random",
-            "n_trials": 40,
-            "seed": 3,
-            "space": {
-                "als.reg_param": {"low": 0.1, "high": 100, "log": True},
-                "als.rank": {"low": 8, "high": 64},
-                "ingest.confidence": ["rating", "binary"],
-            },
-        }
-    )
+    spec = tune_spec.parse_spec(RANGES)
     drawn = tune_spec.trials(spec)
     assert len(drawn) == 40
     # deterministic by seed: the same draws from the spec parsed anew, other draws with another seed
-    again = tune_spec.parse_spec(
-        {
-            "method": "random",
-            "n_trials": 40,
-            "seed": 3,
-            "space": {
-                "als.reg_param": {"low": 0.1, "high": 100, "log": True},
-                "als.rank": {"low": 8, "high": 64},
-                "ingest.confidence": ["rating", "binary"],
-            },
-        }
-    )
+    again = tune_spec.parse_spec(copy.deepcopy(RANGES))
     assert tune_spec.trials(again) == drawn
     assert tune_spec.trials(dataclasses.replace(again, seed=4)) != drawn
     for t in drawn:

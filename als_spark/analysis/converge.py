@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,7 +53,16 @@ from als_spark.analysis import progress
 from als_spark.analysis.converge_report import SEED, STEP, TO_LAST, converge_markdown, plot_png
 from als_spark.analysis.fits import check_positive
 from als_spark.analysis.focus import Focus, focus_lists, resolve_focus
-from als_spark.analysis.lists import TABLE, TABLES, lists_of, pair_agreement, pair_means, recommendations_of, shape
+from als_spark.analysis.lists import (
+    TABLE,
+    TABLES,
+    ListSpec,
+    fit_lists,
+    pair_agreement,
+    pair_means,
+    recommendations_of,
+    shape,
+)
 from als_spark.analysis.metrics import ranking_metrics
 from als_spark.analysis.splits import labelled_split, train_test
 from als_spark.config import Config
@@ -192,6 +200,7 @@ def run_converge(
             n_rows, n_users, n_items = shape(data)
         par = model.parallelism(spark)
         blocks = cfg.als.num_blocks or par
+        spec = ListSpec(k, top_n, exclude, prior, n_users, n_items, par)
         plan = [(n, seed) for n in counts] + ([(counts[-1], seed + 1)] if seed_reference else [])
         runs: list[dict[str, Any]] = []
         lists: list[DataFrame] = []
@@ -213,30 +222,16 @@ def run_converge(
                         cost.seconds_per_iteration,
                     )
                 with timer.stage(f"converge_fit_{n}" + ("" if fit_seed == seed else f"_seed_{fit_seed}")):
-                    fitted, record = progress.timed_fit(
+                    run_lists, record = fit_lists(
                         data,
                         dataclasses.replace(cfg.als, max_iter=n, seed=fit_seed),
-                        num_blocks=blocks,
+                        run,
+                        spec,
+                        blocks=blocks,
                         label=f"{n} iterations, seed {fit_seed} (fit {run + 1} of {len(plan)})",
                         cost=cost,
                         interval=progress_interval,
                     )
-                    run_lists = caching.cache(
-                        lists_of(
-                            fitted,
-                            run,
-                            k=k,
-                            top_n=top_n,
-                            exclude=exclude,
-                            item_prior=prior,
-                            n_users=n_users,
-                            n_items=n_items,
-                            parallelism=par,
-                        )
-                    )
-                    run_lists.count()
-                    del fitted
-                    gc.collect()  # let the model's JVM object go, so Spark can clean its cached factors
                 if fit_seed == seed:
                     records.append(record)
                 metrics: dict[str, Any] = {}

@@ -13,6 +13,8 @@ from als_spark.analysis.reports import blocks, figure, fmt, md_table, png_bytes
 
 #: Kinds of compared pairs of fits: consecutive counts, each count against the largest, two seeds.
 STEP, TO_LAST, SEED = "step", "to_last", "seed"
+#: The agreement columns of the report's tables: each list (TABLES' order) by each measure (MEASURES').
+_AGREEMENT_HEADS = [f"{table} {measure}" for table in ("users", "items", "recs") for measure in ("Jaccard", "RBO")]
 
 
 def converge_markdown(summary: dict[str, Any]) -> str:
@@ -52,17 +54,7 @@ def converge_markdown(summary: dict[str, Any]) -> str:
 
     out.append("\n## From one count to the next\n")
     fits = {(r["iterations"], r["seed"]): r for r in summary["fits"]}
-    head = [
-        "from → to",
-        "users Jaccard",
-        "users RBO",
-        "items Jaccard",
-        "items RBO",
-        "recs Jaccard",
-        "recs RBO",
-        f"NDCG@{par['top_n']} at to",
-        "Δ NDCG",
-    ]
+    head = ["from → to", *_AGREEMENT_HEADS, f"NDCG@{par['top_n']} at to", "Δ NDCG"]
     rows = []
     step_rows = steps[steps["kind"] == STEP] if not steps.empty else steps
     for (a, b), sub in step_rows.groupby(["from_iter", "to_iter"], sort=True):
@@ -111,21 +103,7 @@ def converge_markdown(summary: dict[str, Any]) -> str:
             + [measure_row(sub, t, m) for t in TABLES for m in MEASURES]
             + [fmt(float(sub["identical"].min()), 3)]
         )
-    out.append(
-        md_table(
-            [
-                "fits",
-                "users Jaccard",
-                "users RBO",
-                "items Jaccard",
-                "items RBO",
-                "recs Jaccard",
-                "recs RBO",
-                "min share identical",
-            ],
-            rows,
-        )
-    )
+    out.append(md_table(["fits", *_AGREEMENT_HEADS, "min share identical"], rows))
 
     out.append("\n## Fits\n")
     out.append(

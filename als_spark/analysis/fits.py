@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from als_spark import feedback, model
 from als_spark.analysis import evaluate, progress
-from als_spark.analysis.lists import lists_of, shape
+from als_spark.analysis.lists import ListSpec, fit_lists, shape
 from als_spark.config import Config
 from als_spark.errors import ConfigError
 from als_spark.recommend import popularity_prior
@@ -197,31 +196,19 @@ def fit_runs(
                     progress.format_seconds(len(seeds) * cost.seconds(cfg.als.max_iter)),
                 )
             records = []
+            spec = ListSpec(k, top_n, exclude, prior, n_users, n_items, par)
             for run, seed in enumerate(seeds):
-                fitted, record = progress.timed_fit(
+                run_lists, record = fit_lists(
                     interactions,
                     dataclasses.replace(cfg.als, seed=seed),
-                    num_blocks=blocks,
+                    run,
+                    spec,
+                    blocks=blocks,
                     label=f"{name} seed {seed} (fit {run + 1} of {len(seeds)})",
                     cost=cost,
                     interval=progress_interval,
                 )
-                lists.append(
-                    lists_of(
-                        fitted,
-                        run,
-                        k=k,
-                        top_n=top_n,
-                        exclude=exclude,
-                        item_prior=prior,
-                        n_users=n_users,
-                        n_items=n_items,
-                        parallelism=par,
-                    ).cache()
-                )
-                lists[-1].count()
-                del fitted
-                gc.collect()  # let the model's JVM object go, so Spark can clean its cached factors
+                lists.append(run_lists)
                 records.append(record)
         spi, how = progress.seconds_per_iteration(cal_records, records)
         holdout_row = None

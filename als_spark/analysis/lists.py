@@ -12,15 +12,19 @@ lists entity by entity with the measures of :mod:`als_spark.analysis.agreement`.
 from __future__ import annotations
 
 import functools
+import gc
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from als_spark import model
+from als_spark import caching, model
 from als_spark import schema as S
 from als_spark.analysis import agreement as A
+from als_spark.analysis.progress import FitCost, FitRecord, timed_fit
+from als_spark.config import ALSConfig
 from als_spark.recommend import recommend
 from als_spark.similarity import similar_items, similar_users
 
@@ -103,6 +107,57 @@ def lists_of(
     ]
     union = functools.reduce(DataFrame.unionByName, parts)
     return union.select(TABLE, F.lit(run).cast("int").alias(RUN), S.ID, ITEMS, SCORES)
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    """What :func:`lists_of` computes for every fit of one comparison (see its arguments)."""
+
+    k: int
+    top_n: int
+    exclude: DataFrame | None
+    item_prior: DataFrame | None
+    n_users: int | None
+    n_items: int | None
+    parallelism: int
+
+
+def fit_lists(
+    interactions: DataFrame,
+    cfg: ALSConfig,
+    run: int,
+    spec: ListSpec,
+    *,
+    blocks: int,
+    label: str,
+    cost: FitCost | None,
+    interval: float,
+) -> tuple[DataFrame, FitRecord]:
+    """Fit ``cfg`` (timed, with progress), keep the fit's lists as fit ``run``, drop the model.
+
+    The lists (:func:`lists_of` with ``spec``) are cached (:func:`~als_spark.caching.cache`) and
+    filled before the model goes, so memory holds lists, never more than one model. Returns the
+    lists and the fit's :class:`~als_spark.analysis.progress.FitRecord`. Call inside
+    :func:`~als_spark.model.checkpoint_dir`.
+    """
+    fitted, record = timed_fit(interactions, cfg, num_blocks=blocks, label=label, cost=cost, interval=interval)
+    lists = caching.cache(
+        lists_of(
+            fitted,
+            run,
+            k=spec.k,
+            top_n=spec.top_n,
+            exclude=spec.exclude,
+            item_prior=spec.item_prior,
+            n_users=spec.n_users,
+            n_items=spec.n_items,
+            parallelism=spec.parallelism,
+        )
+    )
+    lists.count()
+    del fitted
+    gc.collect()  # let the model's JVM object go, so Spark can clean its cached factors
+    return lists, record
 
 
 def recommendations_of(lists: DataFrame) -> DataFrame:
