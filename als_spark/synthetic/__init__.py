@@ -9,6 +9,11 @@ against :attr:`SyntheticData.user_groups` and :attr:`SyntheticData.item_groups`.
 Pure numpy and pandas (no Spark). Generation is vectorised and works on blocks
 of users, so memory grows with the number of ratings, never with
 ``n_users * n_items``.
+
+The same data as the tables users bring (:func:`interactions`): long or string
+ids (:mod:`~als_spark.synthetic.ids`), an event log of ``view``, ``cart`` and
+``purchase`` rows instead of ratings (:mod:`~als_spark.synthetic.events`), and
+Parquet or CSV files (:func:`write_parquet`, :func:`write_csv`).
 """
 
 from __future__ import annotations
@@ -23,9 +28,39 @@ import numpy as np
 import pandas as pd
 
 from als_spark.errors import ConfigError
+from als_spark.synthetic.events import (
+    EVENT_TYPES,
+    EVENT_WEIGHTS,
+    MAX_GAP_SECONDS,
+    events_from_ratings,
+    events_per_rating,
+    expand_events,
+)
+from als_spark.synthetic.export import TABLE_FORMATS, Interactions, interactions, write_csv, write_parquet, write_tables
+from als_spark.synthetic.ids import ID_MODES, encode_item_ids, encode_user_ids
 from als_spark.synthetic.sampling import apportion, check_int, draw_ratings, draw_timestamps, sample_distinct
 
-__all__ = ["SyntheticData", "generate", "generate_for_size", "write_movielens"]
+__all__ = [
+    "EVENT_TYPES",
+    "EVENT_WEIGHTS",
+    "ID_MODES",
+    "MAX_GAP_SECONDS",
+    "TABLE_FORMATS",
+    "Interactions",
+    "SyntheticData",
+    "encode_item_ids",
+    "encode_user_ids",
+    "events_from_ratings",
+    "events_per_rating",
+    "expand_events",
+    "generate",
+    "generate_for_size",
+    "interactions",
+    "write_csv",
+    "write_movielens",
+    "write_parquet",
+    "write_tables",
+]
 
 MIN_RATINGS_PER_USER = 20
 
