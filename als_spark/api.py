@@ -91,7 +91,9 @@ class Recommender:
 
         ``users``: a frame with a ``user_id`` column or a list of ids (default: every user
         with factors); unknown users get no rows. Items are excluded as
-        ``recommend.exclude`` says, and scores are ``u·v`` plus the configured popularity prior.
+        ``recommend.exclude`` says, and scores are ``u·v`` plus the configured popularity prior
+        (float32: for a subset of users a score can differ from the full table's in its last
+        bit, as BLAS sums blocks of other sizes in another order).
         """
         wanted = _ids(users, S.USER_ID, self.spark)
         queries = self.user_factors if wanted is None else self.user_factors.join(wanted.distinct(), S.ID, "left_semi")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chispa import assert_df_equality
+from chispa import assert_approx_df_equality, assert_df_equality
 
 import als_spark
 from als_spark import model as model_module
@@ -71,10 +71,14 @@ def test_scores_are_the_dot_products_of_the_factors(fitted):
         assert row["score"] == pytest.approx(float(users[row["user_id"]] @ items[row["item_id"]]), rel=1e-5)
 
 
-def test_a_subset_of_users_gets_exactly_its_rows_of_the_full_table(fitted):
+def test_a_subset_of_users_gets_its_rows_of_the_full_table(fitted):
     full = fitted.recommend(top_n=2)
     subset = fitted.recommend(users=[1, 5, 99], top_n=2)  # 99 is unknown: no rows
-    assert_df_equality(subset.orderBy("user_id", "rank"), full.where("user_id in (1, 5)").orderBy("user_id", "rank"))
+    # The same items in the same ranks; a score may differ in its last float32 bit, as BLAS sums a
+    # block of two users in another order than a block of six.
+    assert_approx_df_equality(
+        subset.orderBy("user_id", "rank"), full.where("user_id in (1, 5)").orderBy("user_id", "rank"), precision=1e-6
+    )
 
 
 def test_similar_items_and_users_stay_within_the_planted_groups(fitted, spark):
