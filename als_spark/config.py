@@ -22,24 +22,81 @@ from als_spark.errors import ConfigError
 
 CONFIDENCE_MODES = ("rating", "binary")
 EXCLUDE_MODES = ("rated", "liked", "none")
-INPUT_FORMATS = ("auto", "ml-100k", "ml-1m", "csv")
+#: The MovieLens text formats (fixed columns, integer ids) and the table formats (any columns).
+MOVIELENS_FORMATS = ("ml-100k", "ml-1m", "csv")
+TABLE_FORMATS = ("parquet", "orc", "json", "delimited", "table")
+INPUT_FORMATS = ("auto", *MOVIELENS_FORMATS, *TABLE_FORMATS)
+AGGREGATES = ("auto", "latest", "sum", "max", "count")
+#: The roles ``ingest.columns`` maps to a source's columns, and the column each defaults to.
+DEFAULT_COLUMNS: dict[str, str | None] = {
+    "user": "user_id",
+    "item": "item_id",
+    "rating": "rating",
+    "timestamp": "timestamp",
+    "event": "event",
+}
+DEFAULT_ITEM_COLUMNS: dict[str, str | None] = {"item": "item_id", "title": "title"}
+#: Valid ratings of a MovieLens file when ``ingest.rating_min`` / ``rating_max`` are null.
+MOVIELENS_RATING_RANGE = (0.5, 5.0)
 
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """How ratings become implicit feedback."""
+    """What the input is and how its rows become implicit feedback."""
 
-    #: Keep ratings >= this value as positive interactions.
-    min_rating: float = 4.0
-    #: ``rating``: confidence is the rating value; ``binary``: every interaction is 1.
-    confidence: str = "rating"
-    #: Input format; ``auto`` detects it from the file.
+    #: Input format; ``auto`` detects it from the file (MovieLens, Parquet, ORC, JSON, delimited).
     format: str = "auto"
-    #: Valid ratings lie in [rating_min, rating_max]; others are rejected (MovieLens: 0.5 to 5).
-    rating_min: float = 0.5
-    rating_max: float = 5.0
-    #: Fail (and publish nothing) when more than this share of input lines is rejected.
+    #: Spark reader options of a table format (for ``delimited``: header, delimiter, quote, ...).
+    options: dict[str, Any] = field(default_factory=dict)
+    #: Role -> the source's column (table formats): user, item, rating, timestamp, event.
+    columns: dict[str, str | None] = field(default_factory=lambda: dict(DEFAULT_COLUMNS))
+    #: Event type -> weight (e.g. view: 1, cart: 3, purchase: 5); ``None``: no event column.
+    event_weights: dict[str, float] | None = None
+    #: How repeated (user, item) rows combine: latest, sum, max or count; ``auto``: see :meth:`aggregation`.
+    aggregate: str = "auto"
+    #: Keep ratings >= this value as positive interactions (a rating column only).
+    min_rating: float = 4.0
+    #: Keep weights (from events, or 1 per row without ratings) >= this value; weights <= 0 never count.
+    min_weight: float = 0.0
+    #: ``rating``: confidence is the rating (or weight); ``binary``: every interaction is 1.
+    confidence: str = "rating"
+    #: Valid ratings lie in [rating_min, rating_max]; null: 0.5 to 5 for MovieLens files, else 0 to infinity.
+    rating_min: float | None = None
+    rating_max: float | None = None
+    #: Fail (and publish nothing) when more than this share of input rows is rejected.
     max_rejected_fraction: float = 0.01
+
+    @property
+    def kind(self) -> str:
+        """``rating`` (a rating column), ``event`` (weights by event type) or ``unary`` (each row weighs 1)."""
+        if self.event_weights is not None:
+            return "event"
+        return "unary" if self.columns.get("rating") is None else "rating"
+
+    def aggregation(self) -> str:
+        """The rule for repeated (user, item) rows: ``latest`` for ratings, ``sum`` of the weights otherwise."""
+        if self.aggregate != "auto":
+            return self.aggregate
+        return "latest" if self.kind == "rating" else "sum"
+
+    def rating_range(self, fmt: str) -> tuple[float, float]:
+        """Valid ratings of input format ``fmt``, with the null bounds filled in."""
+        low, high = MOVIELENS_RATING_RANGE if fmt in MOVIELENS_FORMATS else (0.0, math.inf)
+        return (
+            low if self.rating_min is None else self.rating_min,
+            high if self.rating_max is None else self.rating_max,
+        )
+
+
+@dataclass(frozen=True)
+class ItemsConfig:
+    """Where item titles come from (``--items``)."""
+
+    #: ``auto`` (a MovieLens item file, Parquet, ORC, JSON or delimited) or one of the table formats.
+    format: str = "auto"
+    options: dict[str, Any] = field(default_factory=dict)
+    #: Role -> column: item, title.
+    columns: dict[str, str | None] = field(default_factory=lambda: dict(DEFAULT_ITEM_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -90,6 +147,7 @@ class Config:
     als: ALSConfig = field(default_factory=ALSConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     similar: SimilarConfig = field(default_factory=SimilarConfig)
+    items: ItemsConfig = field(default_factory=ItemsConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The configuration as plain nested dicts (what ``run.json`` records)."""
@@ -121,12 +179,60 @@ def _non_negative_number(value: Any) -> str | None:
     return None if is_number(value) and value >= 0 else "must be a number >= 0"
 
 
+def _optional_number(value: Any) -> str | None:
+    return None if value is None or (is_number(value) and not math.isnan(value)) else "must be a number or null"
+
+
+def _columns(defaults: Mapping[str, str | None], required: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, Mapping):
+            return "must be a mapping of role: column"
+        unknown = sorted(str(k) for k in set(value) - set(defaults))
+        if unknown:
+            return f"has unknown role(s) {', '.join(unknown)}; the roles are {', '.join(defaults)}"
+        for role, name in value.items():
+            if name is None and role in required:
+                return f"cannot map {role} to null: it is required"
+            if name is not None and (not isinstance(name, str) or not name.strip()):
+                return f"must map {role} to a column name or null"
+        return None
+
+    return check
+
+
+def _event_weights(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not value:
+        return "must be a mapping of event type: weight (e.g. {view: 1, cart: 3, purchase: 5}) or null"
+    for event, weight in value.items():
+        if not isinstance(event, str) or not event:
+            return f"has an event type that is not a name: {event!r}"
+        if not is_number(weight) or not math.isfinite(weight) or weight < 0:
+            return f"must give each event type a finite weight >= 0; {event!r} has {weight!r}"
+    return None
+
+
+def _options(value: Any) -> str | None:
+    if not isinstance(value, Mapping):
+        return "must be a mapping of Spark reader option: value"
+    for key, option in value.items():
+        if not isinstance(key, str) or not isinstance(option, (str, int, float, bool)):
+            return f"must map option names to strings, numbers or booleans; {key!r} has {option!r}"
+    return None
+
+
 _VALIDATORS: dict[str, Any] = {
-    "ingest.min_rating": lambda v: None if is_number(v) else "must be a number",
-    "ingest.confidence": _choice(CONFIDENCE_MODES),
     "ingest.format": _choice(INPUT_FORMATS),
-    "ingest.rating_min": lambda v: None if is_number(v) else "must be a number",
-    "ingest.rating_max": lambda v: None if is_number(v) else "must be a number",
+    "ingest.options": _options,
+    "ingest.columns": _columns(DEFAULT_COLUMNS, ("user", "item")),
+    "ingest.event_weights": _event_weights,
+    "ingest.aggregate": _choice(AGGREGATES),
+    "ingest.min_rating": lambda v: None if is_number(v) else "must be a number",
+    "ingest.min_weight": lambda v: None if is_number(v) and math.isfinite(v) else "must be a number",
+    "ingest.confidence": _choice(CONFIDENCE_MODES),
+    "ingest.rating_min": _optional_number,
+    "ingest.rating_max": _optional_number,
     "ingest.max_rejected_fraction": lambda v: None if is_number(v) and 0 <= v <= 1 else "must be a number from 0 to 1",
     "als.rank": _positive_int,
     "als.max_iter": _positive_int,
@@ -140,6 +246,9 @@ _VALIDATORS: dict[str, Any] = {
     "recommend.exclude": _choice(EXCLUDE_MODES),
     "recommend.popularity_weight": lambda v: None if is_number(v) and math.isfinite(v) else "must be a number",
     "similar.top_k": _positive_int,
+    "items.format": _choice(("auto", "ml-100k", "ml-1m", "csv", *TABLE_FORMATS)),
+    "items.options": _options,
+    "items.columns": _columns(DEFAULT_ITEM_COLUMNS, ("item",)),
 }
 
 
@@ -155,7 +264,7 @@ def _unknown(kind: str, name: str, known: list[str]) -> ConfigError:
 
 def _merge(values: dict[str, dict[str, Any]], tree: Mapping[str, Any], source: str) -> None:
     if not isinstance(tree, Mapping):
-        raise ConfigError(f"{source}: expected a mapping of sections (ingest, als, recommend, similar)")
+        raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(_sections())})")
     sections = _sections()
     for section, entries in tree.items():
         if section not in sections:
@@ -166,9 +275,18 @@ def _merge(values: dict[str, dict[str, Any]], tree: Mapping[str, Any], source: s
             raise ConfigError(f"{source}: section '{section}' must be a mapping of key: value")
         keys = [f.name for f in dataclasses.fields(sections[section])]
         for key, value in entries.items():
-            if key not in keys:
+            base, dot, sub = str(key).partition(".")  # --set ingest.columns.user=uid sets one entry
+            if base not in keys:
                 raise _unknown("key", f"{section}.{key}", [f"{section}.{k}" for k in keys])
-            values[section][key] = value
+            if not dot:
+                values[section][key] = value
+                continue
+            current = values[section].get(base)
+            if current is None:
+                current = values[section][base] = {}
+            if not isinstance(current, Mapping):
+                raise ConfigError(f"{source}: {section}.{base} is not a mapping, so {section}.{key} cannot be set")
+            values[section][base] = {**current, sub: value}
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -199,15 +317,22 @@ def build_config(tree: Mapping[str, Any] | None = None, overrides: list[str] | t
     for section, cls in sections.items():
         defaults = dataclasses.asdict(cls())
         merged = {**defaults, **values[section]}
+        floats = {f.name for f in dataclasses.fields(cls) if str(f.type).startswith("float")}
         for key, value in merged.items():
-            if isinstance(defaults[key], float) and is_int(value):
+            if isinstance(defaults[key], dict) and defaults[key] and isinstance(value, Mapping):
+                value = merged[key] = {**defaults[key], **value}  # a mapping of roles: name only what differs
+            if key in floats and is_int(value):
                 value = merged[key] = float(value)  # YAML reads "4" as an int
             problem = _VALIDATORS[f"{section}.{key}"](value)
             if problem:
                 raise ConfigError(f"{section}.{key} {problem}, got {value!r}")
+            if key == "event_weights" and value is not None:
+                merged[key] = {str(k): float(v) for k, v in value.items()}
+            elif isinstance(value, Mapping):
+                merged[key] = dict(value)
         built[section] = cls(**merged)
     ingest = built["ingest"]
-    if ingest.rating_min > ingest.rating_max:
+    if ingest.rating_min is not None and ingest.rating_max is not None and ingest.rating_min > ingest.rating_max:
         raise ConfigError(
             f"ingest.rating_min ({ingest.rating_min:g}) must not exceed ingest.rating_max ({ingest.rating_max:g})"
         )

@@ -29,13 +29,23 @@ def with_confidence(ratings: DataFrame, mode: str) -> DataFrame:
     return ratings.withColumn(S.CONFIDENCE, value)
 
 
+def filter_min_weight(ratings: DataFrame, min_weight: float) -> DataFrame:
+    """Keep rows whose weight (in ``rating``) is positive and at least ``min_weight``."""
+    weight = F.col(S.RATING)
+    return ratings.where((weight > F.lit(0.0)) & (weight >= F.lit(float(min_weight))))
+
+
 def to_interactions(ratings: DataFrame, cfg: IngestConfig) -> DataFrame:
-    """``user_id, item_id, rating, confidence``: exactly what ALS trains on."""
-    return (
-        ratings.transform(filter_min_rating, cfg.min_rating)
-        .transform(with_confidence, cfg.confidence)
-        .select(S.USER_ID, S.ITEM_ID, S.RATING, S.CONFIDENCE)
-    )
+    """``user_id, item_id, rating, confidence``: exactly what ALS trains on.
+
+    A rating column is filtered by ``ingest.min_rating``; weights (events, or 1 per row of a
+    source without ratings) by ``ingest.min_weight``, and a weight of 0 never counts.
+    """
+    if cfg.kind == "rating":
+        kept = ratings.transform(filter_min_rating, cfg.min_rating)
+    else:
+        kept = ratings.transform(filter_min_weight, cfg.min_weight)
+    return kept.transform(with_confidence, cfg.confidence).select(S.USER_ID, S.ITEM_ID, S.RATING, S.CONFIDENCE)
 
 
 def dataset_summary(interactions: DataFrame) -> DataFrame:

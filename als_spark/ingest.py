@@ -16,33 +16,27 @@ Each has a matching item file that carries titles: ``u.item`` (Latin-1, ``|``),
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import (
-    DataType,
-    IntegerType,
-    IntegralType,
-    NumericType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
 
-from als_spark import caching
+from als_spark import caching, sources
 from als_spark import schema as S
+from als_spark.config import (
+    DEFAULT_COLUMNS,
+    MOVIELENS_FORMATS,
+    MOVIELENS_RATING_RANGE,
+    TABLE_FORMATS,
+    IngestConfig,
+)
 from als_spark.errors import ConfigError, InputDataError
+from als_spark.sources import first_reason, try_cast
 
 log = logging.getLogger(__name__)
-
-#: Item file that sits beside each ratings format in the official archives.
-ITEM_FILES = {"ml-100k": "u.item", "ml-1m": "movies.dat", "csv": "movies.csv"}
 
 
 @dataclass(frozen=True)
@@ -58,39 +52,40 @@ class Ratings:
     fmt: str  #: the format read (detected or forced)
 
 
-def _head_lines(spark: SparkSession, path: str, n: int = 2) -> list[str]:
-    try:
-        rows = spark.read.text(path).limit(n).collect()
-    except AnalysisException as exc:
-        if "PATH_NOT_FOUND" in str(exc) or "Path does not exist" in str(exc):
-            raise InputDataError(
-                f"input not found: {path}. Pass --input with the path of a ratings file "
-                "(u.data, ratings.dat or ratings.csv), or --dataset synthetic for built-in data."
-            ) from None
-        raise
-    return [r[0].lstrip("\ufeff") for r in rows]
-
-
 def detect_format(first_line: str) -> str | None:
-    """The ratings format a file's first line looks like, or ``None``."""
+    """The input format a file's first line looks like, or ``None``.
+
+    Parquet and ORC files start with their magic bytes, JSON lines with ``{``. A MovieLens file
+    starts with a rating (or ratings.csv's ``userId,`` header); a comma- or tab-separated first
+    line whose first field is not a number is the header of a ``delimited`` file.
+    """
+    if first_line.startswith("PAR1"):
+        return "parquet"
+    if first_line.startswith("ORC"):
+        return "orc"
     line = first_line.lstrip("\ufeff").strip()
+    if any((ord(c) < 32 and c != "\t") or c == "\ufffd" for c in line):
+        return None  # binary: not a text format
+    if line.startswith("{"):
+        return "json"
     if "::" in line:
         return "ml-1m"
-    if "\t" in line:
-        return "ml-100k"
-    if line.lower().startswith("userid,") or line.count(",") == 3:
+    separator = "\t" if "\t" in line else "," if "," in line else None
+    if separator is None:
+        return None
+    first = line.split(separator, 1)[0].strip().strip('"')
+    if line.lower().startswith("userid,"):
         return "csv"
-    return None
+    if not first.lstrip("-").isdigit():
+        return "delimited"
+    if separator == "\t":
+        return "ml-100k"
+    return "csv" if line.count(",") == 3 else None
 
 
 #: Field separator (a regular expression for ``split``) of each format.
 SEPARATORS = {"ml-100k": "\t", "ml-1m": "::", "csv": ","}
 _INT32 = (-(2**31), 2**31 - 1)
-
-
-def _try_cast(column: str, type_name: str) -> Column:
-    # NULL instead of an error (or a silent truncation of "1.5" to 1) for bad text; SQL form for pyspark 3.5.
-    return F.expr(f"try_cast(`{column}` AS {type_name})")
 
 
 def parse_lines(lines: DataFrame, fmt: str, *, rating_range: tuple[float, float]) -> DataFrame:
@@ -114,9 +109,9 @@ def parse_lines(lines: DataFrame, fmt: str, *, rating_range: tuple[float, float]
         "line", "_f", *[F.trim(F.try_element_at("_f", F.lit(i + 1))).alias(f"_{name}") for i, name in enumerate(names)]
     )
     raw = {name: F.col(f"_{name}") for name in names}
-    ids = {name: _try_cast(f"_{name}", "BIGINT") for name in (S.USER_ID, S.ITEM_ID)}
-    rating = _try_cast(f"_{S.RATING}", "DOUBLE")
-    timestamp = _try_cast(f"_{S.TIMESTAMP}", "BIGINT")
+    ids = {name: try_cast(f"_{name}", "BIGINT") for name in (S.USER_ID, S.ITEM_ID)}
+    rating = try_cast(f"_{S.RATING}", "DOUBLE")
+    timestamp = try_cast(f"_{S.TIMESTAMP}", "BIGINT")
 
     checks: list[tuple[Column, str]] = [
         (F.trim("line") == "", "empty line"),
@@ -142,27 +137,25 @@ def parse_lines(lines: DataFrame, fmt: str, *, rating_range: tuple[float, float]
     )
 
 
-def first_reason(checks: list[tuple[Column, str]]) -> Column:
-    """The text of the first of ``checks`` (condition, reason) that holds, NULL when none does."""
-    reason = F.when(checks[0][0], F.lit(checks[0][1]))
-    for condition, text in checks[1:]:
-        reason = reason.when(condition, F.lit(text))
-    return reason
-
-
 def read_ratings(
-    spark: SparkSession, path: str, *, fmt: str = "auto", rating_range: tuple[float, float] = (0.5, 5.0)
+    spark: SparkSession,
+    path: str,
+    *,
+    fmt: str = "auto",
+    rating_range: tuple[float, float] = MOVIELENS_RATING_RANGE,
+    cfg: IngestConfig | None = None,
 ) -> Ratings:
-    """Read a ratings file into validated, de-duplicated ``user_id, item_id, rating, timestamp``.
+    """Read a MovieLens ratings file into validated, de-duplicated ``user_id, item_id, rating, timestamp``.
 
     Every line that cannot be used is rejected with its reason (see
     :func:`parse_lines`) and kept in ``Ratings.rejected``. When a (user, item)
     pair occurs more than once, the row with the latest timestamp wins (then
-    the higher rating); the others are counted as duplicates. Raises
-    :class:`InputDataError` when the input is missing, empty, in an unknown
-    format, or has no valid row.
+    the higher rating; ``ingest.aggregate`` may say otherwise); the others are
+    counted as duplicates. With ``ingest.columns.rating`` null every line
+    weighs 1. Raises :class:`InputDataError` when the input is missing, empty,
+    in an unknown format, or has no valid row.
     """
-    head = _head_lines(spark, path)
+    head = sources.head_lines(spark, path)
     if not head:
         raise InputDataError(f"input is empty: {path} has no lines. Check the path, or pass --dataset synthetic.")
     if fmt == "auto":
@@ -176,38 +169,44 @@ def read_ratings(
         fmt = detected
         log.info("detected input format %s for %s", fmt, path)
 
+    cfg = cfg or IngestConfig()
     parsed = parse_lines(spark.read.text(path), fmt, rating_range=rating_range)
-    return validated(parsed, path, fmt, hint="Check the delimiter and columns, or pass --format.")
+    if cfg.kind == "unary":
+        parsed = parsed.withColumn(S.RATING, F.lit(1.0))
+    return validated(parsed, path, fmt, hint="Check the delimiter and columns, or pass --format.", cfg=cfg)
 
 
-def validated(parsed: DataFrame, source: str, fmt: str, *, hint: str) -> Ratings:
+def validated(parsed: DataFrame, source: str, fmt: str, *, hint: str, cfg: IngestConfig | None = None) -> Ratings:
     """:class:`Ratings` from parsed rows (``line, reason, user_id, item_id, rating, timestamp``).
 
     Counts the rows read and rejected, raises :class:`InputDataError` when there are none or none
-    is valid (the message names ``source``, the most common reasons and ``hint``), and keeps the
-    latest rating of each (user, item) pair.
+    is valid (the message names ``source``, the most common reasons and ``hint``), and combines
+    the rows of each (user, item) pair by ``ingest.aggregate`` (:func:`aggregate`).
     """
+    how = (cfg or IngestConfig()).aggregation()
     parsed = caching.cache(parsed)
     counts = parsed.agg(F.count(F.lit(1)).alias("read"), F.count("reason").alias("rejected")).first()
     assert counts is not None  # a global aggregate has one row
     rows_read, rows_rejected = int(counts["read"]), int(counts["rejected"])
     rejected = parsed.where(F.col("reason").isNotNull()).select("line", "reason")
     if rows_read == 0:
-        raise InputDataError(f"input is empty: {source} has no rating rows.")
+        raise InputDataError(f"input is empty: {source} has no rows.")
     if rows_read == rows_rejected:
         raise InputDataError(
-            f"no valid rating row in {source} ({rows_read} lines read as format {fmt}, all rejected; "
+            f"no valid row in {source} ({rows_read} {_unit(fmt)} read as format {fmt}, all rejected; "
             f"{_reasons(rejected)}). {hint}"
         )
     if rows_rejected:
-        log.warning("rejected %d of %d input %s", rows_rejected, rows_read, "rows" if fmt == "dataframe" else "lines")
+        log.warning("rejected %d of %d input %s", rows_rejected, rows_read, _unit(fmt))
 
     valid = parsed.where(F.col("reason").isNull()).select(S.USER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP)
-    deduped = caching.cache(deduplicate_latest(valid))
+    deduped = caching.cache(aggregate(valid, how))
     rows = deduped.count()
     duplicates = rows_read - rows_rejected - rows
-    if duplicates:
+    if duplicates and how == "latest":
         log.warning("dropped %d duplicate (user, item) rows; the latest rating of each pair was kept", duplicates)
+    elif duplicates:
+        log.info("combined %d repeated (user, item) rows into their pair's %s", duplicates, how)
     return Ratings(
         df=deduped,
         rejected=rejected,
@@ -219,80 +218,68 @@ def validated(parsed: DataFrame, source: str, fmt: str, *, hint: str) -> Ratings
     )
 
 
-#: The roles of ``columns=`` (and, later, ``ingest.columns``) and the source column each defaults to.
-COLUMN_DEFAULTS = {"user": S.USER_ID, "item": S.ITEM_ID, "rating": S.RATING, "timestamp": S.TIMESTAMP}
-
-
 def read_dataframe(
-    df: DataFrame, *, columns: Mapping[str, str] | None = None, rating_range: tuple[float, float] = (0.5, 5.0)
+    df: DataFrame, cfg: IngestConfig | None = None, *, columns: Mapping[str, str | None] | None = None
 ) -> Ratings:
-    """Validate a DataFrame a caller already has into ``user_id, item_id, rating, timestamp``.
+    """Validate a DataFrame a caller already has (or a table source) into ``user_id, item_id, rating, timestamp``.
 
-    ``columns`` maps the roles ``user``, ``item``, ``rating`` and ``timestamp`` to the
-    DataFrame's column names (defaults: our own names, :data:`COLUMN_DEFAULTS`). Ids must be
-    integer columns within the 32-bit range, the rating a numeric column; the timestamp
-    (optional unless named) an integer (seconds) or a timestamp column. Rows are checked as
-    lines of a file are: a missing id or rating, an id outside the 32-bit range, a rating that
-    is not finite or outside ``rating_range`` are rejected with their reason, the row rendered
-    as JSON in ``line``. A missing column or a column of the wrong type is an
-    :class:`InputDataError` naming it and the columns the DataFrame has.
+    ``ingest.columns`` (with ``columns`` over it) maps the roles to ``df``'s columns; rows are
+    checked by :func:`~als_spark.sources.parse_frame` and repeated (user, item) rows combined
+    by ``ingest.aggregate``. The ids keep their type. A missing column or a column of the wrong
+    type is an :class:`InputDataError` naming it and the columns the DataFrame has.
     """
-    unknown = sorted(set(columns or {}) - set(COLUMN_DEFAULTS))
+    cfg = with_columns(cfg or IngestConfig(), columns)
+    parsed = sources.parse_frame(df, cfg, rating_range=cfg.rating_range("dataframe"))
+    return validated(parsed, "the DataFrame", "dataframe", hint="Check the column mapping (ingest.columns).", cfg=cfg)
+
+
+def with_columns(cfg: IngestConfig, columns: Mapping[str, str | None] | None) -> IngestConfig:
+    """``cfg`` with ``columns`` (role -> column, e.g. the API's ``columns=``) over ``ingest.columns``."""
+    if not columns:
+        return cfg
+    unknown = sorted(set(columns) - set(DEFAULT_COLUMNS))
     if unknown:
-        raise ConfigError(f"unknown column role(s) {', '.join(unknown)}; the roles are {', '.join(COLUMN_DEFAULTS)}")
-    names = {**COLUMN_DEFAULTS, **(columns or {})}
-    types = dict(df.dtypes)
-    has_timestamp = names["timestamp"] in types
-    if not has_timestamp and columns and "timestamp" in columns:
-        raise _no_column("timestamp", names["timestamp"], df)
-    for role in ("user", "item", "rating"):
-        if names[role] not in types:
-            raise _no_column(role, names[role], df)
-    fields = {f.name: f.dataType for f in df.schema.fields}
-    for role in ("user", "item"):
-        if not isinstance(fields[names[role]], IntegralType):
-            raise _wrong_type(role, names[role], fields[names[role]], "an integer type (int or bigint)")
-    if not isinstance(fields[names["rating"]], NumericType):
-        raise _wrong_type("rating", names["rating"], fields[names["rating"]], "a numeric type")
-    if has_timestamp and not isinstance(fields[names["timestamp"]], (IntegralType, TimestampType)):
-        raise _wrong_type(
-            "timestamp", names["timestamp"], fields[names["timestamp"]], "an integer (seconds) or a timestamp"
+        raise ConfigError(f"unknown column role(s) {', '.join(unknown)}; the roles are {', '.join(DEFAULT_COLUMNS)}")
+    return dataclasses.replace(cfg, columns={**cfg.columns, **columns})
+
+
+def read_input(spark: SparkSession, location: str, cfg: IngestConfig, *, table: bool = False) -> Ratings:
+    """Read and validate any input: a MovieLens file, a table format, or (``table``) a catalog table by name.
+
+    ``ingest.format`` picks the reader; ``auto`` looks at the file's first line (MovieLens,
+    Parquet, ORC, JSON lines or a delimited file with a header).
+    """
+    fmt = "table" if table else cfg.format
+    options = dict(cfg.options)
+    if fmt not in TABLE_FORMATS:
+        head = sources.head_lines(spark, location)
+        if not head:
+            raise InputDataError(
+                f"input is empty: {location} has no lines. Check the path, or pass --dataset synthetic."
+            )
+        if fmt == "auto":
+            detected = detect_format(head[0])
+            if detected is None:
+                raise InputDataError(
+                    f"cannot tell the format of {location} from its first line {head[0][:80]!r}. Expected "
+                    "u.data, ratings.dat, ratings.csv, Parquet, ORC, JSON lines or a delimited file with a "
+                    "header line; pass --format to force one."
+                )
+            fmt = detected
+            log.info("detected input format %s for %s", fmt, location)
+            if fmt == "delimited" and not {"sep", "delimiter"} & set(options):
+                options["sep"] = "\t" if "\t" in head[0] else ","
+    if fmt in TABLE_FORMATS:
+        df = sources.read_source(spark, location, fmt, options)
+        parsed = sources.parse_frame(df, cfg, rating_range=cfg.rating_range(fmt))
+        hint = "Check ingest.columns, ingest.event_weights and the reader options (ingest.options)."
+        return validated(parsed, location, fmt, hint=hint, cfg=cfg)
+    if cfg.kind == "event":
+        raise ConfigError(
+            f"ingest.event_weights needs a table with an event column, but {location} is a MovieLens "
+            f"{fmt} file of ratings: remove ingest.event_weights, or read a table (--format parquet, ...)."
         )
-
-    low, high = rating_range
-    user, item = F.col(names["user"]).cast("long"), F.col(names["item"]).cast("long")
-    rating = F.col(names["rating"]).cast("double")
-    timestamp = F.col(names["timestamp"]).cast("long") if has_timestamp else F.lit(None).cast("long")
-    used = [names[r] for r in ("user", "item", "rating", "timestamp") if r != "timestamp" or has_timestamp]
-    checks: list[tuple[Column, str]] = [
-        (user.isNull(), f"missing {S.USER_ID}"),
-        (item.isNull(), f"missing {S.ITEM_ID}"),
-        (rating.isNull(), f"missing {S.RATING}"),
-        (~user.between(*_INT32), f"{S.USER_ID} outside the 32-bit integer range"),
-        (~item.between(*_INT32), f"{S.ITEM_ID} outside the 32-bit integer range"),
-        (F.isnan(rating) | rating.isin(float("inf"), float("-inf")), "rating is not finite"),
-        (~rating.between(low, high), f"rating outside [{low:g}, {high:g}]"),
-    ]
-    parsed = df.select(
-        F.to_json(F.struct(*[F.col(c) for c in used])).alias("line"),
-        first_reason(checks).alias("reason"),
-        F.when(user.between(*_INT32), user.cast("int")).alias(S.USER_ID),
-        F.when(item.between(*_INT32), item.cast("int")).alias(S.ITEM_ID),
-        rating.alias(S.RATING),
-        timestamp.alias(S.TIMESTAMP),
-    )
-    return validated(parsed, "the DataFrame", "dataframe", hint="Check the column mapping (columns=...).")
-
-
-def _no_column(role: str, name: str, df: DataFrame) -> InputDataError:
-    return InputDataError(
-        f"the input has no column {name!r} for the {role} (columns={{'{role}': ...}} maps it); "
-        f"its columns are: {', '.join(df.columns) or 'none'}"
-    )
-
-
-def _wrong_type(role: str, name: str, found: DataType, wanted: str) -> InputDataError:
-    return InputDataError(f"column {name!r} (the {role}) is {found.simpleString()}; it must be {wanted}")
+    return read_ratings(spark, location, fmt=fmt, rating_range=cfg.rating_range(fmt), cfg=cfg)
 
 
 def _reasons(rejected: DataFrame, n: int = 3) -> str:
@@ -310,7 +297,7 @@ def _reasons(rejected: DataFrame, n: int = 3) -> str:
 def check_rejected(ratings: Ratings, max_fraction: float, path: str) -> None:
     """Raise :class:`InputDataError` when more than ``max_fraction`` of the rows were rejected."""
     if ratings.rows_read and ratings.rows_rejected / ratings.rows_read > max_fraction:
-        unit = "rows" if ratings.fmt == "dataframe" else "lines"
+        unit = _unit(ratings.fmt)
         raise InputDataError(
             f"{ratings.rows_rejected} of {ratings.rows_read} {unit} of {path} "
             f"({ratings.rows_rejected / ratings.rows_read:.1%}) were rejected, more than "
@@ -318,6 +305,27 @@ def check_rejected(ratings: Ratings, max_fraction: float, path: str) -> None:
             "Nothing was published. Fix the input, force the right --format, or raise the limit with "
             "--set ingest.max_rejected_fraction=..."
         )
+
+
+def aggregate(ratings: DataFrame, how: str) -> DataFrame:
+    """One row per (user, item) of ``user_id, item_id, rating, timestamp``, combined by ``how``.
+
+    ``latest``: the row with the latest timestamp (then the higher rating); ``sum``, ``max``:
+    of the ratings (weights); ``count``: the number of rows. All but ``latest`` keep the latest
+    timestamp of the pair. A NULL timestamp is older than any other.
+    """
+    if how == "latest":
+        return deduplicate_latest(ratings)
+    value = {"sum": F.sum(S.RATING), "max": F.max(S.RATING), "count": F.count(F.lit(1))}.get(how)
+    if value is None:
+        raise ValueError(f"aggregate must be latest, sum, max or count, got {how!r}")
+    return ratings.groupBy(S.USER_ID, S.ITEM_ID).agg(
+        value.cast("double").alias(S.RATING), F.max(S.TIMESTAMP).alias(S.TIMESTAMP)
+    )
+
+
+def _unit(fmt: str) -> str:
+    return "lines" if fmt in MOVIELENS_FORMATS else "rows"
 
 
 def deduplicate_latest(ratings: DataFrame) -> DataFrame:
@@ -329,31 +337,3 @@ def deduplicate_latest(ratings: DataFrame) -> DataFrame:
         .agg(latest)
         .select(S.USER_ID, S.ITEM_ID, f"_latest.{S.RATING}", f"_latest.{S.TIMESTAMP}")
     )
-
-
-def items_path_beside(ratings_path: str, fmt: str) -> str:
-    """Where the official archive keeps the item file for ``ratings_path``."""
-    return posixpath.join(posixpath.dirname(ratings_path.rstrip("/")), ITEM_FILES[fmt])
-
-
-def read_items(spark: SparkSession, path: str, *, fmt: str | None = None) -> DataFrame:
-    """Read an item file into ``item_id, title`` (format from its name unless given).
-
-    Raises :class:`InputDataError` when it is missing or has no readable row.
-    """
-    head = _head_lines(spark, path, 1)  # also a clear error when it is missing
-    if not head:
-        raise InputDataError(f"item file is empty: {path}")
-    if fmt is None:
-        fmt = {v: k for k, v in ITEM_FILES.items()}.get(posixpath.basename(path.rstrip("/")))
-    if fmt is None:
-        fmt = "ml-1m" if "::" in head[0] else "ml-100k" if "|" in head[0] else "csv"
-    two_cols = StructType([StructField(S.ITEM_ID, IntegerType()), StructField(S.TITLE, StringType())])
-    reader = spark.read.option("mode", "PERMISSIVE")
-    if fmt == "ml-100k":
-        df = reader.csv(path, sep="|", schema=two_cols, encoding="ISO-8859-1", quote="")
-    elif fmt == "ml-1m":
-        df = reader.csv(path, sep="::", schema=two_cols, encoding="ISO-8859-1", quote="")
-    else:
-        df = reader.csv(path, sep=",", header=True, schema=two_cols, quote='"', escape='"', encoding="UTF-8")
-    return df.where(F.col(S.ITEM_ID).isNotNull()).dropDuplicates([S.ITEM_ID]).select(S.ITEM_ID, S.TITLE)

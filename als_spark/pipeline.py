@@ -9,151 +9,36 @@ code; the analysis commands' jobs are in :mod:`als_spark.analysis.jobs`. Each st
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
-from als_spark import caching, feedback, ingest, model, publish, runinfo, session
+from als_spark import caching, feedback, ids, model, publish
 from als_spark import schema as S
 from als_spark.config import Config
 from als_spark.errors import InputDataError
+from als_spark.inputs import DATASETS, Source, load_ratings
 from als_spark.recommend import popularity_prior, recommend
 from als_spark.runlog import RunLog, running
 from als_spark.similarity import similar_items, similar_users
 from als_spark.titles import with_title
 
-if TYPE_CHECKING:
-    import pandas as pd
+__all__ = ["DATASETS", "Source", "load_ratings", "run_all", "show"]
 
 log = logging.getLogger(__name__)
 
 
-DATASETS = ("synthetic", "ml-100k")
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where the ratings come from: a file (``path``), a built-in ``dataset`` or a caller's ``dataframe``."""
-
-    path: str | None = None
-    dataset: str | None = None
-    items: str | None = None  #: item file with titles; default: the one beside ``path``
-    synthetic_seed: int = 42
-    synthetic_ratings: int = 100_000  #: size of ``dataset="synthetic"`` (MovieLens-shaped users and items)
-    dataframe: DataFrame | None = None  #: ratings a caller already has (:func:`als_spark.api.run`)
-    columns: Mapping[str, str] | None = (
-        None  #: role -> column of ``dataframe`` (:func:`~als_spark.ingest.read_dataframe`)
-    )
-    items_frame: DataFrame | None = None  #: ``item_id, title`` for ``dataframe``
-
-
 @dataclass
 class Ingested:
-    ratings: DataFrame  #: validated, de-duplicated input (cached)
+    ratings: DataFrame  #: validated input, one row per (user, item), the source's ids (cached)
     rejected: DataFrame  #: line, reason
-    interactions: DataFrame  #: what ALS trains on (cached)
+    interactions: DataFrame  #: what ALS trains on, the source's ids (cached)
     items: DataFrame | None  #: item_id, title
     summary: DataFrame
-
-
-def load_ratings(
-    spark: SparkSession, source: Source, cfg: Config, runlog: RunLog, *, with_items: bool = True
-) -> tuple[ingest.Ratings, DataFrame | None]:
-    """The validated ratings and, with ``with_items``, the item titles (``None`` when there is no item file).
-
-    Commands that write no titles (evaluate, tune, compare, converge) pass ``with_items=False`` and
-    skip reading the item file.
-    """
-    if source.dataset == "synthetic":
-        from als_spark import synthetic
-
-        data = synthetic.generate_for_size(source.synthetic_ratings, seed=source.synthetic_seed)
-        df = caching.cache(
-            driver_frame(spark, runlog, data.ratings.astype({S.RATING: "float64"}), S.RATINGS, "ratings")
-        )
-        n = df.count()
-        items: DataFrame | None = driver_frame(spark, runlog, data.items, S.ITEMS, "items")
-        runlog.input.update(
-            {
-                "dataset": "synthetic",
-                "seed": source.synthetic_seed,
-                "ratings": source.synthetic_ratings,
-                "format": "synthetic",
-            }
-        )
-        rejected = spark.createDataFrame([], schema=S.REJECTED)
-        ratings = ingest.Ratings(
-            df=df, rejected=rejected, rows_read=n, rows_rejected=0, duplicates_dropped=0, rows=n, fmt="synthetic"
-        )
-        return ratings, items
-
-    if source.dataframe is not None:
-        ratings = ingest.read_dataframe(
-            source.dataframe, columns=source.columns, rating_range=(cfg.ingest.rating_min, cfg.ingest.rating_max)
-        )
-        ingest.check_rejected(ratings, cfg.ingest.max_rejected_fraction, "the DataFrame")
-        runlog.input.update({"format": ratings.fmt, "columns": dict(source.columns or {})})
-        items = None
-        if with_items and source.items_frame is not None:
-            items = caching.cache(publish.conform(source.items_frame, S.ITEMS))
-        return ratings, items
-
-    path = source.path
-    if source.dataset == "ml-100k":
-        from als_spark import datasets
-
-        path = str(datasets.fetch_ml_100k() / "u.data")
-        runlog.input["dataset"] = "ml-100k"
-    if path is None:
-        raise InputDataError("no input: pass --input PATH or --dataset synthetic|ml-100k")
-    ratings = ingest.read_ratings(
-        spark, path, fmt=cfg.ingest.format, rating_range=(cfg.ingest.rating_min, cfg.ingest.rating_max)
-    )
-    ingest.check_rejected(ratings, cfg.ingest.max_rejected_fraction, path)
-    items_path = (source.items or ingest.items_path_beside(path, ratings.fmt)) if with_items else None
-    items = None
-    if items_path is not None:
-        try:
-            items = caching.cache(ingest.read_items(spark, items_path))
-            items.count()
-        except InputDataError:
-            if source.items:
-                raise
-            log.info("no item file at %s: tables will have no titles", items_path)
-            items_path = None
-    local = publish.local_path(path)
-    runlog.input.update(
-        {
-            "path": os.path.abspath(local) if local else path,
-            "format": ratings.fmt,
-            "sha256": runinfo.sha256_of(local) if local else None,
-            "items_path": items_path,
-        }
-    )
-    return ratings, items
-
-
-def driver_frame(spark: SparkSession, runlog: RunLog, frame: pd.DataFrame, schema: StructType, name: str) -> DataFrame:
-    """A pandas frame made on the driver as a Spark DataFrame of ``schema``.
-
-    In local mode it goes through a Parquet file in the run's scratch directory: ``createDataFrame``
-    ships the rows inside the tasks, and Spark warns "contains a task of very large size" at every
-    stage that reads them. Elsewhere (a cluster, Spark Connect) the scratch directory is not
-    visible to the executors, and ``createDataFrame`` is used.
-    """
-    if not session.describe(spark).startswith("local"):
-        return spark.createDataFrame(frame, schema=schema)
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = os.path.join(runlog.scratch(), f"{name}.parquet")
-    pq.write_table(pa.Table.from_pandas(frame[schema.fieldNames()], preserve_index=False), path)
-    return spark.read.parquet(path).select(*[F.col(f.name).cast(f.dataType) for f in schema.fields])
+    user_ids: ids.IdMap  #: the users' ALS indexes
+    item_ids: ids.IdMap  #: the items' ALS indexes
 
 
 def run_ingest(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog) -> Ingested:
@@ -164,11 +49,9 @@ def run_ingest(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog)
         summary = caching.cache(feedback.dataset_summary(interactions))
         row = summary.first()
         if row is None or row["total_users"] == 0:
-            raise InputDataError(
-                f"no interactions left: none of the {ratings.rows} ratings is >= ingest.min_rating "
-                f"({cfg.ingest.min_rating}). Lower it with --set ingest.min_rating=..."
-            )
+            raise InputDataError(_nothing_left(ratings.rows, cfg))
         n_interactions = interactions.count()
+        user_ids, item_ids = ids.build(interactions, S.USER_ID), ids.build(interactions, S.ITEM_ID)
         # interactions are a subset of ratings: what is rated but absent had no rating >= min_rating
         rated = ratings.df.agg(F.count_distinct(S.USER_ID), F.count_distinct(S.ITEM_ID)).first()
         assert rated is not None  # a global aggregate has one row
@@ -188,14 +71,31 @@ def run_ingest(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog)
         }
     )
     if users_dropped or items_dropped:
+        kept = (
+            f"rating >= {cfg.ingest.min_rating:g}"
+            if cfg.ingest.kind == "rating"
+            else f"weight >= {cfg.ingest.min_weight:g}"
+        )
         log.warning(
-            "%d users and %d items have no rating >= %s and get no factors, recommendations or neighbours",
+            "%d users and %d items have no %s and get no factors, recommendations or neighbours",
             users_dropped,
             items_dropped,
-            cfg.ingest.min_rating,
+            kept,
         )
+    runlog.input["ids"] = {
+        kind: {"type": m.dtype.simpleString(), "indexed": not m.identity}
+        for kind, m in (("user", user_ids), ("item", item_ids))
+    }
+    if items is not None:
+        items = items.withColumn(S.ITEM_ID, F.col(S.ITEM_ID).cast(item_ids.dtype))
     return Ingested(
-        ratings=ratings.df, rejected=ratings.rejected, interactions=interactions, items=items, summary=summary
+        ratings=ratings.df,
+        rejected=ratings.rejected,
+        interactions=interactions,
+        items=items,
+        summary=summary,
+        user_ids=user_ids,
+        item_ids=item_ids,
     )
 
 
@@ -203,35 +103,68 @@ def run_ingest(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog)
 # sampling job and a shuffle per table and readers do not depend on file order.
 
 
+def _nothing_left(rows: int, cfg: Config) -> str:
+    if cfg.ingest.kind == "rating":
+        return (
+            f"no interactions left: none of the {rows} ratings is >= ingest.min_rating "
+            f"({cfg.ingest.min_rating:g}). Lower it with --set ingest.min_rating=..."
+        )
+    return (
+        f"no interactions left: none of the {rows} (user, item) weights is positive and >= ingest.min_weight "
+        f"({cfg.ingest.min_weight:g}). Lower it with --set ingest.min_weight=..., or check ingest.event_weights."
+    )
+
+
+def typed(schema: Any, user_ids: ids.IdMap, item_ids: ids.IdMap) -> Any:
+    """``schema`` with the user and item id columns of the ids' own types."""
+    return S.with_id_types(schema, user=user_ids.dtype, item=item_ids.dtype)
+
+
 def write_ingested(data: Ingested, runlog: RunLog) -> None:
     with runlog.timer.stage("write_ingest"):
+        users, items = data.user_ids, data.item_ids
         tables = {
             "dataset_summary": publish.conform(data.summary, S.DATASET_SUMMARY),
-            "ratings": publish.conform(data.ratings, S.RATINGS).sortWithinPartitions(S.USER_ID, S.ITEM_ID),
-            "interactions": publish.conform(data.interactions, S.INTERACTIONS).sortWithinPartitions(
+            "ratings": publish.conform(data.ratings, typed(S.RATINGS, users, items)).sortWithinPartitions(
                 S.USER_ID, S.ITEM_ID
             ),
+            "interactions": publish.conform(
+                data.interactions, typed(S.INTERACTIONS, users, items)
+            ).sortWithinPartitions(S.USER_ID, S.ITEM_ID),
             "rejected": publish.conform(data.rejected, S.REJECTED),
+            "user_index": publish.conform(users.table, ids.index_schema(users.dtype)).sortWithinPartitions(ids.INDEX),
+            "item_index": publish.conform(items.table, ids.index_schema(items.dtype)).sortWithinPartitions(ids.INDEX),
         }
         if data.items is not None:
-            tables["items"] = publish.conform(data.items, S.ITEMS).sortWithinPartitions(S.ITEM_ID)
+            tables["items"] = publish.conform(data.items, typed(S.ITEMS, users, items)).sortWithinPartitions(S.ITEM_ID)
         for name, df in tables.items():
             runlog.write_table(df, name)
 
 
-def run_train(spark: SparkSession, interactions: DataFrame, cfg: Config, runlog: RunLog) -> tuple[DataFrame, DataFrame]:
-    """Fit ALS (checkpointed), write the model and both factor tables; return the factors."""
+def run_train(
+    spark: SparkSession, interactions: DataFrame, user_ids: ids.IdMap, item_ids: ids.IdMap, cfg: Config, runlog: RunLog
+) -> tuple[DataFrame, DataFrame]:
+    """Fit ALS (checkpointed) on the indexed interactions, write the model and both factor tables.
+
+    Returns the factors by ALS index (``id`` int), which the top-k stages work on; the published
+    factor tables carry the users' and items' own ids.
+    """
     blocks = cfg.als.num_blocks or model.parallelism(spark)
     runlog.details.update({"parallelism": model.parallelism(spark), "als_blocks": blocks})
+    indexed = item_ids.to_index(user_ids.to_index(interactions, S.USER_ID), S.ITEM_ID)
     with runlog.timer.stage("fit"):
-        fitted = model.fit(interactions, cfg.als, num_blocks=blocks)
+        fitted = model.fit(indexed, cfg.als, num_blocks=blocks)
     with runlog.timer.stage("write_model"):
         fitted.write().overwrite().save(runlog.stage_path("model"))
         user_factors, item_factors = model.factors(fitted)
         user_factors = caching.cache(publish.conform(user_factors, S.FACTORS).sortWithinPartitions(S.ID))
         item_factors = caching.cache(publish.conform(item_factors, S.FACTORS).sortWithinPartitions(S.ID))
-        runlog.write_table(user_factors, "user_factors")
-        runlog.write_table(item_factors, "item_factors")
+        for name, factors, id_map in (
+            ("user_factors", user_factors, user_ids),
+            ("item_factors", item_factors, item_ids),
+        ):
+            own = publish.conform(id_map.to_ids(factors, S.ID), S.with_id_types(S.FACTORS, user=id_map.dtype))
+            runlog.write_table(own if id_map.identity else own.sortWithinPartitions(S.ID), name)
     runlog.counts.update({"user_factors": user_factors.count(), "item_factors": item_factors.count()})
     return user_factors, item_factors
 
@@ -243,22 +176,31 @@ def run_recommend(
     ratings: DataFrame,
     interactions: DataFrame,
     items: DataFrame | None,
+    user_ids: ids.IdMap,
+    item_ids: ids.IdMap,
     cfg: Config,
     runlog: RunLog,
 ) -> None:
+    """Recommendations from the factors by index; ``ratings`` and ``interactions`` carry the source's ids."""
+
+    def indexed(df: DataFrame) -> DataFrame:
+        return item_ids.to_index(user_ids.to_index(df, S.USER_ID), S.ITEM_ID)
+
     with runlog.timer.stage("recommend"):
-        exclude = feedback.exclusions(ratings, interactions, cfg.recommend.exclude)
+        known = indexed(interactions)
+        exclude = feedback.exclusions(indexed(ratings), known, cfg.recommend.exclude)
         recs = recommend(
             user_factors,
             item_factors,
             top_n=cfg.recommend.top_n,
             exclude=exclude,
-            item_prior=popularity_prior(interactions, cfg.recommend.popularity_weight),
+            item_prior=popularity_prior(known, cfg.recommend.popularity_weight),
             n_users=runlog.counts.get("user_factors"),
             n_items=runlog.counts.get("item_factors"),
             parallelism=model.parallelism(spark),
         )
-        recs = publish.conform(recs, S.RECOMMENDATIONS)
+        recs = item_ids.to_ids(user_ids.to_ids(recs, S.USER_ID), S.ITEM_ID)
+        recs = publish.conform(recs, typed(S.RECOMMENDATIONS, user_ids, item_ids))
         if items is not None:
             recs = with_title(recs, items)
         recs = recs.sortWithinPartitions(S.USER_ID, S.RANK)
@@ -270,15 +212,16 @@ def run_similar(
     user_factors: DataFrame,
     item_factors: DataFrame,
     items: DataFrame | None,
+    user_ids: ids.IdMap,
+    item_ids: ids.IdMap,
     cfg: Config,
     runlog: RunLog,
 ) -> None:
     k, par = cfg.similar.top_k, model.parallelism(spark)
     with runlog.timer.stage("similar_items"):
-        sim_items = publish.conform(
-            similar_items(item_factors, top_k=k, n_items=runlog.counts.get("item_factors"), parallelism=par),
-            S.SIMILAR_ITEMS,
-        )
+        sim_items = similar_items(item_factors, top_k=k, n_items=runlog.counts.get("item_factors"), parallelism=par)
+        sim_items = item_ids.to_ids(item_ids.to_ids(sim_items, S.ITEM_ID), S.SIMILAR_ITEM_ID)
+        sim_items = publish.conform(sim_items, typed(S.SIMILAR_ITEMS, user_ids, item_ids))
         if items is not None:
             sim_items = with_title(sim_items, items).transform(
                 with_title, items, id_col=S.SIMILAR_ITEM_ID, title_col=S.SIMILAR_TITLE
@@ -286,10 +229,11 @@ def run_similar(
         sim_items = sim_items.sortWithinPartitions(S.ITEM_ID, S.RANK)
         runlog.write_table(sim_items, "similar_items")
     with runlog.timer.stage("similar_users"):
-        sim_users = publish.conform(
-            similar_users(user_factors, top_k=k, n_users=runlog.counts.get("user_factors"), parallelism=par),
-            S.SIMILAR_USERS,
-        ).sortWithinPartitions(S.USER_ID, S.RANK)
+        sim_users = similar_users(user_factors, top_k=k, n_users=runlog.counts.get("user_factors"), parallelism=par)
+        sim_users = user_ids.to_ids(user_ids.to_ids(sim_users, S.USER_ID), S.SIMILAR_USER_ID)
+        sim_users = publish.conform(sim_users, typed(S.SIMILAR_USERS, user_ids, item_ids)).sortWithinPartitions(
+            S.USER_ID, S.RANK
+        )
         runlog.write_table(sim_users, "similar_users")
 
 
@@ -310,15 +254,26 @@ def _required_table(spark: SparkSession, output: str, name: str, produced_by: st
     return table
 
 
+def _id_maps(spark: SparkSession, output: str) -> tuple[ids.IdMap, ids.IdMap]:
+    """The users' and items' indexes that ``als-spark ingest`` published under ``output``."""
+    return (
+        ids.from_table(_required_table(spark, output, "user_index", "ingest")),
+        ids.from_table(_required_table(spark, output, "item_index", "ingest")),
+    )
+
+
 def run_all(spark: SparkSession, source: Source, cfg: Config, output: str) -> dict[str, Any]:
     """The whole pipeline: ingest, train, recommend, similar; returns what ``run.json`` records."""
     with running(spark, output, "run", cfg) as runlog, model.checkpoint_dir(spark, cfg.als.checkpoint_dir) as ckpt:
         runlog.details["checkpoint_dir"] = ckpt
         data = run_ingest(spark, source, cfg, runlog)
         write_ingested(data, runlog)
-        user_factors, item_factors = run_train(spark, data.interactions, cfg, runlog)
-        run_recommend(spark, user_factors, item_factors, data.ratings, data.interactions, data.items, cfg, runlog)
-        run_similar(spark, user_factors, item_factors, data.items, cfg, runlog)
+        users, items = data.user_ids, data.item_ids
+        user_factors, item_factors = run_train(spark, data.interactions, users, items, cfg, runlog)
+        run_recommend(
+            spark, user_factors, item_factors, data.ratings, data.interactions, data.items, users, items, cfg, runlog
+        )
+        run_similar(spark, user_factors, item_factors, data.items, users, items, cfg, runlog)
     return runlog.result
 
 
@@ -333,42 +288,50 @@ def stage_train(spark: SparkSession, cfg: Config, output: str) -> dict[str, Any]
         interactions = caching.cache(_required_table(spark, output, "interactions", "ingest"))
         runlog.details["checkpoint_dir"] = ckpt
         runlog.counts["interactions"] = interactions.count()
-        run_train(spark, interactions, cfg, runlog)
+        run_train(spark, interactions, *_id_maps(spark, output), cfg, runlog)
     return runlog.result
 
 
-def _factors(spark: SparkSession, output: str, runlog: RunLog) -> tuple[DataFrame, DataFrame]:
-    user_factors = caching.cache(_required_table(spark, output, "user_factors", "train"))
-    item_factors = caching.cache(_required_table(spark, output, "item_factors", "train"))
+def _factors(spark: SparkSession, output: str, runlog: RunLog) -> tuple[DataFrame, DataFrame, ids.IdMap, ids.IdMap]:
+    """The published factor tables, by ALS index, and the id maps."""
+    user_factors = _required_table(spark, output, "user_factors", "train")
+    item_factors = _required_table(spark, output, "item_factors", "train")
+    user_ids, item_ids = _id_maps(spark, output)
+    user_factors = caching.cache(publish.conform(user_ids.to_index(user_factors, S.ID), S.FACTORS))
+    item_factors = caching.cache(publish.conform(item_ids.to_index(item_factors, S.ID), S.FACTORS))
     runlog.counts.update({"user_factors": user_factors.count(), "item_factors": item_factors.count()})
-    return user_factors, item_factors
+    return user_factors, item_factors, user_ids, item_ids
 
 
 def stage_recommend(spark: SparkSession, cfg: Config, output: str) -> dict[str, Any]:
     with running(spark, output, "recommend", cfg) as runlog:
-        user_factors, item_factors = _factors(spark, output, runlog)
+        user_factors, item_factors, users, items = _factors(spark, output, runlog)
         ratings = _required_table(spark, output, "ratings", "ingest")
         interactions = _required_table(spark, output, "interactions", "ingest")
-        items = _optional_table(spark, output, "items")
-        run_recommend(spark, user_factors, item_factors, ratings, interactions, items, cfg, runlog)
+        titles = _optional_table(spark, output, "items")
+        run_recommend(spark, user_factors, item_factors, ratings, interactions, titles, users, items, cfg, runlog)
     return runlog.result
 
 
 def stage_similar(spark: SparkSession, cfg: Config, output: str) -> dict[str, Any]:
     with running(spark, output, "similar", cfg) as runlog:
-        user_factors, item_factors = _factors(spark, output, runlog)
-        run_similar(spark, user_factors, item_factors, _optional_table(spark, output, "items"), cfg, runlog)
+        user_factors, item_factors, users, items = _factors(spark, output, runlog)
+        titles = _optional_table(spark, output, "items")
+        run_similar(spark, user_factors, item_factors, titles, users, items, cfg, runlog)
     return runlog.result
 
 
 def show(
-    spark: SparkSession, output: str, *, user: int | None = None, item: int | None = None
+    spark: SparkSession, output: str, *, user: int | str | None = None, item: int | str | None = None
 ) -> list[tuple[str, Any]]:
-    """The notebook's questions for one id, as ``(title, pandas DataFrame)`` pairs read from ``output``."""
+    """The notebook's questions for one id, as ``(title, pandas DataFrame)`` pairs read from ``output``.
 
-    def rows(name: str, key: str, value: int, produced_by: str) -> Any:
+    The id is matched as text, so ``"38"`` finds the integer id 38 and a string id is given as is.
+    """
+
+    def rows(name: str, key: str, value: int | str, produced_by: str) -> Any:
         table = _required_table(spark, output, name, produced_by)
-        return table.where(F.col(key).eqNullSafe(value)).orderBy(S.RANK).drop(key).toPandas()
+        return table.where(F.col(key).cast("string") == F.lit(str(value))).orderBy(S.RANK).drop(key).toPandas()
 
     if user is not None:
         return [
@@ -379,7 +342,7 @@ def show(
     title = ""
     items = _optional_table(spark, output, "items")
     if items is not None:
-        found = items.where(F.col(S.ITEM_ID).eqNullSafe(item)).select(S.TITLE).first()
+        found = items.where(F.col(S.ITEM_ID).cast("string") == F.lit(str(item))).select(S.TITLE).first()
         title = f" ({found[0]})" if found else ""
     similar = rows("similar_items", S.ITEM_ID, item, "similar").drop(columns=[S.TITLE], errors="ignore")
     return [(f"items most similar to item {item}{title}", similar)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pyspark.sql.types import (
     ArrayType,
+    DataType,
     DoubleType,
     FloatType,
     IntegerType,
@@ -32,6 +33,27 @@ SIMILAR_ITEM_ID = "similar_item_id"
 SIMILAR_USER_ID = "similar_user_id"
 SIMILAR_TITLE = "similar_title"
 SIMILARITY = "similarity"
+
+#: The columns that hold a user id, and those that hold an item id, in the tables below.
+USER_COLUMNS = (USER_ID, SIMILAR_USER_ID)
+ITEM_COLUMNS = (ITEM_ID, SIMILAR_ITEM_ID)
+
+
+def with_id_types(schema: StructType, user: DataType | None = None, item: DataType | None = None) -> StructType:
+    """``schema`` with its user-id and item-id columns of the ids' own types (see :mod:`als_spark.ids`).
+
+    A factor table's ``id`` is a user's or an item's: pass the one type it holds.
+    """
+    fields = []
+    for f in schema.fields:
+        dtype = f.dataType
+        if user is not None and (f.name in USER_COLUMNS or (f.name == ID and item is None)):
+            dtype = user
+        elif item is not None and (f.name in ITEM_COLUMNS or (f.name == ID and user is None)):
+            dtype = item
+        fields.append(StructField(f.name, dtype, f.nullable))
+    return StructType(fields)
+
 
 # --- tables the pipeline writes ------------------------------------------------
 REJECTED = StructType(

@@ -30,6 +30,7 @@ BY_FIXTURE = "unit or spark_unit"
 #: The tier of the tests of every file, unless a test is marked with another tier itself.
 FILE_TIERS = {
     "test_api.py": BY_FIXTURE,
+    "test_byod.py": "integration",
     "test_caching.py": BY_FIXTURE,
     "test_cli.py": "integration",
     "test_cluster.py": "deploy",
@@ -45,6 +46,7 @@ FILE_TIERS = {
     "test_faults.py": "deploy",
     "test_feedback.py": BY_FIXTURE,
     "test_fuzz.py": "integration",
+    "test_ids.py": BY_FIXTURE,
     "test_ingest.py": BY_FIXTURE,
     # Another's file: its slow tests, which run the command line in a process without Java, would be e2e.
     "test_java.py": BY_FIXTURE,
@@ -55,6 +57,7 @@ FILE_TIERS = {
     # Its pure helpers' tests and its subprocess JVM test would be unit and e2e; the file is
     # another's, so the whole file is spark_unit until its tests carry markers of their own.
     "test_session.py": "spark_unit",
+    "test_sources.py": BY_FIXTURE,
     "test_synthetic.py": BY_FIXTURE,
     "test_tiers.py": BY_FIXTURE,
     "test_topk.py": BY_FIXTURE,

@@ -103,7 +103,7 @@ def test_save_and_load_give_the_same_answers(fitted, tmp_path):
         )
     # saving again replaces the model in place
     fitted.save(path)
-    assert sorted(os.listdir(path)) == ["config.json", "exclude", "model"]
+    assert sorted(os.listdir(path)) == ["config.json", "exclude", "item_index", "model", "user_index"]
 
 
 def test_columns_map_a_notebooks_own_names(spark, ratings):
@@ -125,15 +125,17 @@ def test_columns_map_a_notebooks_own_names(spark, ratings):
 
 def test_bad_frames_are_errors_naming_the_column(spark):
     with pytest.raises(
-        InputDataError, match=r"no column 'uid' for the user .* its columns are: user_id, item_id, rating"
+        InputDataError, match=r"no column 'uid' for the user: .* Its columns are: user_id, item_id, rating\."
     ):
         als_spark.fit(
             spark.createDataFrame([(1, 2, 5.0)], "user_id int, item_id int, rating double"),
             CFG,
             columns={"user": "uid"},
         )
-    with pytest.raises(InputDataError, match=r"column 'item_id' \(the item\) is string; it must be an integer type"):
-        als_spark.fit(spark.createDataFrame([(1, "x", 5.0)], "user_id int, item_id string, rating double"), CFG)
+    with pytest.raises(
+        InputDataError, match=r"column 'item_id' \(the item\) is of type double; it must be a string or an integer type"
+    ):
+        als_spark.fit(spark.createDataFrame([(1, 0.5, 5.0)], "user_id int, item_id double, rating double"), CFG)
     # 1 of 2 rows has no rating: 50% rejected, over the 1% allowed
     with pytest.raises(InputDataError, match=r"1 of 2 rows of the DataFrame \(50.0%\) were rejected.*missing rating"):
         als_spark.fit(
@@ -147,7 +149,7 @@ def test_rejected_rows_are_rendered_and_explained(spark):
     df = spark.createDataFrame(
         [(1, 2, 5.0), (None, 3, 4.0), (3, 4, float("nan")), (3, 5, 9.0)], "user_id bigint, item_id int, rating double"
     )
-    got = ingest.read_dataframe(df)
+    got = ingest.read_dataframe(df, build_config(None, ["ingest.rating_min=0.5", "ingest.rating_max=5"]).ingest)
     rejected = sorted((r["line"], r["reason"]) for r in got.rejected.collect())
     assert rejected == [
         ('{"item_id":3,"rating":4.0}', "missing user_id"),

@@ -109,7 +109,7 @@ def test_bad_config_exits_2_naming_the_key_before_spark_starts(tmp_path, capsys)
 @pytest.mark.unit
 def test_usage_errors_exit_2(tmp_path, capsys):
     assert main(["run", "--output", str(tmp_path)]) == 2  # no input
-    assert "one of the arguments --input --dataset is required" in capsys.readouterr().err
+    assert "one of the arguments --input --table --dataset is required" in capsys.readouterr().err
     assert main(["run", "--input", "x", "--dataset", "synthetic", "--output", str(tmp_path)]) == 2
     assert main(["frobnicate"]) == 2
     assert main(["train", "--output", str(tmp_path), "--config", str(tmp_path / "none.yaml")]) == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from chispa import assert_df_equality
 
-from als_spark import ingest
+from als_spark import ingest, titles
 from als_spark.errors import InputDataError
 
 RATINGS = "user_id int, item_id int, rating double, timestamp long"
@@ -193,7 +193,7 @@ def test_empty_input_is_an_error(spark, tmp_path):
 
 
 def test_header_only_csv_is_an_error(spark, tmp_path):
-    with pytest.raises(InputDataError, match="no rating rows"):
+    with pytest.raises(InputDataError, match="has no rows"):
         ingest.read_ratings(spark, _write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n"))
 
 
@@ -204,14 +204,14 @@ def test_unknown_format_is_an_error_suggesting_format(spark, tmp_path):
 
 def test_u_item_is_latin1_pipe_separated(spark, tmp_path):
     text = '1|Toy Story (1995)|01-Jan-1995||http://x|0|0|1\n2|Café "Noir" (1996)|01-Jan-1996||http://y|0|1|0\n'
-    got = ingest.read_items(spark, _write(tmp_path / "u.item", text, "latin-1"))
+    got = titles.read_items(spark, _write(tmp_path / "u.item", text, "latin-1"))
     expected = spark.createDataFrame([(1, "Toy Story (1995)"), (2, 'Café "Noir" (1996)')], ITEMS)
     assert_df_equality(_sorted(got), expected, ignore_nullable=True)
 
 
 def test_movies_dat_is_latin1_double_colon(spark, tmp_path):
     text = "1::Toy Story (1995)::Animation|Children's\n2::Señor, A (1996)::Drama\n"
-    got = ingest.read_items(spark, _write(tmp_path / "movies.dat", text, "latin-1"))
+    got = titles.read_items(spark, _write(tmp_path / "movies.dat", text, "latin-1"))
     expected = spark.createDataFrame([(1, "Toy Story (1995)"), (2, "Señor, A (1996)")], ITEMS)
     assert_df_equality(_sorted(got), expected, ignore_nullable=True)
 
@@ -223,7 +223,7 @@ def test_movies_csv_handles_quoted_commas_and_quotes(spark, tmp_path):
         '12,"""Great Performances"" Cats (1998)",Musical\n'
         "13,Amélie (2001),Comedy\n"
     )
-    got = ingest.read_items(spark, _write(tmp_path / "movies.csv", text))
+    got = titles.read_items(spark, _write(tmp_path / "movies.csv", text))
     expected = spark.createDataFrame(
         [(11, "American President, The (1995)"), (12, '"Great Performances" Cats (1998)'), (13, "Amélie (2001)")], ITEMS
     )
@@ -231,6 +231,6 @@ def test_movies_csv_handles_quoted_commas_and_quotes(spark, tmp_path):
 
 
 def test_items_path_beside_follows_the_archive_layout():
-    assert ingest.items_path_beside("/data/ml-100k/u.data", "ml-100k") == "/data/ml-100k/u.item"
-    assert ingest.items_path_beside("s3://b/ml-1m/ratings.dat", "ml-1m") == "s3://b/ml-1m/movies.dat"
-    assert ingest.items_path_beside("ratings.csv", "csv") == "movies.csv"
+    assert titles.items_path_beside("/data/ml-100k/u.data", "ml-100k") == "/data/ml-100k/u.item"
+    assert titles.items_path_beside("s3://b/ml-1m/ratings.dat", "ml-1m") == "s3://b/ml-1m/movies.dat"
+    assert titles.items_path_beside("ratings.csv", "csv") == "movies.csv"

@@ -77,7 +77,7 @@ def published(spark, data_file, tmp_path_factory) -> Path:
 
 def test_a_run_publishes_every_table_and_leaves_no_staging(published):
     entries = sorted(os.listdir(published))
-    assert entries == sorted([*TABLES, "model", "run.json"])
+    assert entries == sorted([*TABLES, "user_index", "item_index", "model", "run.json"])
     info = json.loads((published / "run.json").read_text())
     assert info["published"]["recommendations"] == {"path": str(published / "recommendations"), "rows": 16}
     assert info["published"]["model"]["rows"] is None

@@ -9,12 +9,14 @@ inside :func:`~als_spark.runlog.running`, so its tables, reports and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from als_spark import publish
+from als_spark import caching, ids, publish
+from als_spark import schema as S
 from als_spark.analysis import compare, converge, evaluate, tune
 from als_spark.analysis.focus import Focus
 from als_spark.analysis.metrics import metrics_markdown
@@ -29,10 +31,19 @@ from als_spark.runlog import RunLog, running
 def _analysis_run(
     spark: SparkSession, source: Source, cfg: Config, output: str, command: str
 ) -> Iterator[tuple[RunLog, Ratings]]:
-    """A run of an analysis command: the validated ratings (timed as ``ingest``, counted), then the block."""
+    """A run of an analysis command: the validated ratings (timed as ``ingest``, counted), then the block.
+
+    The analyses work on ALS indexes: integer ids within 32 bits are their own, other ids (strings,
+    64-bit integers) are numbered from 0 in ascending order (:mod:`als_spark.ids`), and the
+    analysis's tables and reports name users and items by those numbers.
+    """
     with running(spark, output, command, cfg) as runlog:
         with runlog.timer.stage("ingest"):
             ratings, _ = load_ratings(spark, source, cfg, runlog, with_items=False)
+            users, items = ids.build(ratings.df, S.USER_ID), ids.build(ratings.df, S.ITEM_ID)
+            indexed = items.to_index(users.to_index(ratings.df, S.USER_ID), S.ITEM_ID)
+            ratings = dataclasses.replace(ratings, df=caching.cache(indexed))
+            runlog.input["ids_indexed"] = not (users.identity and items.identity)
         runlog.counts.update({"rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected})
         yield runlog, ratings
 

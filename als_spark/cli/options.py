@@ -47,21 +47,31 @@ def add_log_level(p: argparse.ArgumentParser, default: str = "INFO") -> None:
 
 
 def add_input(p: argparse.ArgumentParser) -> None:
-    """Where the ratings come from: ``--input`` or ``--dataset``, with ``--items`` and ``--format``."""
+    """Where the ratings come from: ``--input``, ``--table`` or ``--dataset``, with ``--items`` and ``--format``."""
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", metavar="PATH", help="ratings file: u.data, ratings.dat or ratings.csv")
+    src.add_argument(
+        "--input",
+        metavar="PATH",
+        help="interactions: a MovieLens file (u.data, ratings.dat, ratings.csv), or a Parquet, ORC, JSON or "
+        "delimited file, folder or glob",
+    )
+    src.add_argument("--table", metavar="NAME", help="interactions in a catalog table or view (spark.table)")
     src.add_argument(
         "--dataset",
         choices=["synthetic", "ml-100k"],
         help="built-in data: 'synthetic' (generated, offline) or 'ml-100k' (downloaded once, cached)",
     )
-    p.add_argument(
-        "--items", metavar="PATH", help="item file with titles (default: u.item/movies.dat/movies.csv beside --input)"
+    items = p.add_mutually_exclusive_group()
+    items.add_argument(
+        "--items",
+        metavar="PATH",
+        help="item titles: a file or folder (default: u.item/movies.dat/movies.csv beside a MovieLens --input)",
     )
+    items.add_argument("--items-table", metavar="NAME", help="item titles in a catalog table (items.columns)")
     p.add_argument(
         "--format",
         choices=INPUT_FORMATS,
-        help="force the ratings format (default: detect; same as --set ingest.format=...)",
+        help="force the input format (default: detect; same as --set ingest.format=...)",
     )
     p.add_argument(
         "--synthetic-seed", type=int, default=42, metavar="N", help="seed of --dataset synthetic (default 42)"
@@ -132,8 +142,10 @@ def focus(args: argparse.Namespace) -> list[Any]:
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
-    """``--set`` options, plus ``--format`` as ``ingest.format=...``."""
+    """``--set`` options, plus ``--format`` as ``ingest.format=...`` and ``--items-table`` as ``items.format=table``."""
     extra = [f"ingest.format={args.format}"] if getattr(args, "format", None) else []
+    if getattr(args, "items_table", None):
+        extra.append("items.format=table")
     return [*args.overrides, *extra]
 
 
@@ -143,13 +155,14 @@ def config(args: argparse.Namespace) -> Config:
 
 
 def source(args: argparse.Namespace) -> Source:
-    """Where the ratings come from (``--input``, ``--dataset``, ``--items``, ``--synthetic-*``)."""
+    """Where the ratings come from (``--input``, ``--table``, ``--dataset``, ``--items``, ``--synthetic-*``)."""
     from als_spark.pipeline import Source
 
     return Source(
         path=args.input,
+        table=args.table,
         dataset=args.dataset,
-        items=args.items,
+        items=args.items or args.items_table,
         synthetic_seed=args.synthetic_seed,
         synthetic_ratings=args.synthetic_ratings,
     )

@@ -11,8 +11,8 @@ from als_spark.cli.command import Command
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, metavar="DIR", help="directory written by `als-spark run`")
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", type=int, metavar="USER_ID", help="a user id from the input file")
-    who.add_argument("--item", type=int, metavar="ITEM_ID", help="an item id from the input file")
+    who.add_argument("--user", metavar="USER_ID", help="a user id of the input (an integer or a string id)")
+    who.add_argument("--item", metavar="ITEM_ID", help="an item id of the input (an integer or a string id)")
     options.add_remote(p)
     options.add_log_level(p, "WARNING")
 
