@@ -137,6 +137,27 @@ def parse_lines(lines: DataFrame, fmt: str, *, rating_range: tuple[float, float]
     )
 
 
+def resolve_format(spark: SparkSession, location: str, fmt: str, *, head: list[str] | None = None) -> str:
+    """``fmt``, or with ``auto`` the format ``location``'s first line shows (:func:`detect_format`).
+
+    Raises :class:`InputDataError` when the input is missing or empty, or its format cannot be told.
+    """
+    head = sources.head_lines(spark, location) if head is None else head
+    if not head:
+        raise InputDataError(f"input is empty: {location} has no lines. Check the path, or pass --dataset synthetic.")
+    if fmt != "auto":
+        return fmt
+    detected = detect_format(head[0])
+    if detected is None:
+        raise InputDataError(
+            f"cannot tell the format of {location} from its first line {head[0][:80]!r}. Expected "
+            "u.data, ratings.dat, ratings.csv, Parquet, ORC, JSON lines or a delimited file with a "
+            "header line; pass --format to force one."
+        )
+    log.info("detected input format %s for %s", detected, location)
+    return detected
+
+
 def read_ratings(
     spark: SparkSession,
     path: str,
@@ -155,19 +176,9 @@ def read_ratings(
     weighs 1. Raises :class:`InputDataError` when the input is missing, empty,
     in an unknown format, or has no valid row.
     """
-    head = sources.head_lines(spark, path)
-    if not head:
-        raise InputDataError(f"input is empty: {path} has no lines. Check the path, or pass --dataset synthetic.")
-    if fmt == "auto":
-        detected = detect_format(head[0])
-        if detected is None:
-            raise InputDataError(
-                f"cannot tell the format of {path} from its first line {head[0][:80]!r}. "
-                "Expected tab-separated u.data, '::'-separated ratings.dat or ratings.csv with a "
-                "userId,movieId,rating,timestamp header; pass --format to force one."
-            )
-        fmt = detected
-        log.info("detected input format %s for %s", fmt, path)
+    fmt = resolve_format(spark, path, fmt)
+    if fmt not in SEPARATORS:
+        raise InputDataError(f"{path} is {fmt}, not a MovieLens file: read it with read_input")
 
     cfg = cfg or IngestConfig()
     parsed = parse_lines(spark.read.text(path), fmt, rating_range=rating_range)
@@ -253,22 +264,9 @@ def read_input(spark: SparkSession, location: str, cfg: IngestConfig, *, table: 
     options = dict(cfg.options)
     if fmt not in TABLE_FORMATS:
         head = sources.head_lines(spark, location)
-        if not head:
-            raise InputDataError(
-                f"input is empty: {location} has no lines. Check the path, or pass --dataset synthetic."
-            )
-        if fmt == "auto":
-            detected = detect_format(head[0])
-            if detected is None:
-                raise InputDataError(
-                    f"cannot tell the format of {location} from its first line {head[0][:80]!r}. Expected "
-                    "u.data, ratings.dat, ratings.csv, Parquet, ORC, JSON lines or a delimited file with a "
-                    "header line; pass --format to force one."
-                )
-            fmt = detected
-            log.info("detected input format %s for %s", fmt, location)
-            if fmt == "delimited" and not {"sep", "delimiter"} & set(options):
-                options["sep"] = "\t" if "\t" in head[0] else ","
+        fmt = resolve_format(spark, location, fmt, head=head)
+        if cfg.format == "auto" and fmt == "delimited" and not {"sep", "delimiter"} & set(options):
+            options["sep"] = "\t" if "\t" in head[0] else ","  # the delimiter the detection saw
     if fmt in TABLE_FORMATS:
         df = sources.read_source(spark, location, fmt, options)
         parsed = sources.parse_frame(df, cfg, rating_range=cfg.rating_range(fmt))

@@ -201,3 +201,32 @@ def test_the_readme_example_runs(spark, tmp_path, monkeypatch, capsys):
     assert "user_id|rank|item_id" in shown.replace(" ", "")
     assert (tmp_path / "my-model" / "model").is_dir()
     assert (tmp_path / "out-api" / "recommendations").is_dir()
+
+
+@pytest.mark.parametrize("kind", ["string", "long"])
+def test_string_and_64_bit_ids_go_in_and_come_out(spark, tmp_path, kind):
+    # The planted groups with string ids, or integers beyond 32 bits: the answers are the int test's, by name.
+    def user(u):
+        return f"user-{u}" if kind == "string" else 2**40 + u
+
+    def item(i):
+        return f"sku-{i}" if kind == "string" else 2**40 + i
+
+    rows = [(user(u), item(i), r, t) for u, i, r, t in ROWS]
+    id_type = "string" if kind == "string" else "bigint"
+    named = spark.createDataFrame(rows, f"customer {id_type}, product {id_type}, stars double, ts long")
+    columns = {"user": "customer", "item": "product", "rating": "stars", "timestamp": "ts"}
+    with als_spark.fit(named, CFG, columns=columns) as recommender:
+        got = recommender.recommend(users=[user(1), user(4), user(99)]).select("user_id", "rank", "item_id")
+        expected = spark.createDataFrame(
+            [(user(1), 1, item(10)), (user(4), 1, item(20))], f"user_id {id_type}, rank int, item_id {id_type}"
+        )
+        assert_df_equality(got.orderBy("user_id"), expected, ignore_nullable=True)
+        neighbours = recommender.similar_items([item(10)], top_k=3).select("similar_item_id").collect()
+        assert {r[0] for r in neighbours} == {item(11), item(12), item(13)}
+        assert recommender.user_factors.schema["id"].dataType.simpleString() == id_type
+        recommender.save(str(tmp_path / "named"))
+    loaded = als_spark.load(str(tmp_path / "named"))
+    again = loaded.recommend(users=[user(1), user(4)]).select("user_id", "rank", "item_id")
+    assert_df_equality(again.orderBy("user_id"), expected, ignore_nullable=True)
+    loaded.close()

@@ -104,3 +104,49 @@ def test_the_stage_commands_read_the_published_index(spark, string_run):
     pipeline.stage_similar(spark, cfg, str(staged))
     for name in TABLES:
         pd.testing.assert_frame_equal(_table(staged, name), _table(out, name), check_exact=True, obj=name)
+
+
+def test_show_answers_for_a_string_id(spark, string_run):
+    _, _, out = string_run
+    recs = _table(out, "recommendations")
+    user = recs["user_id"].iloc[0]
+    (title, shown), _ = pipeline.show(spark, str(out), user=user)
+    assert title == f"recommendations for user {user}"
+    want = recs[recs["user_id"] == user].sort_values("rank").drop(columns=["user_id"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(shown.reset_index(drop=True), want, check_exact=True)
+
+
+def test_ingest_reads_a_catalog_table_and_titles_from_another(spark, tmp_path):
+    from als_spark.cli import main
+
+    events = spark.createDataFrame(
+        [("ann", "lamp", "view"), ("ann", "lamp", "purchase"), ("bob", "desk", "cart"), ("bob", "lamp", "like")],
+        "visitor string, sku string, action string",
+    )
+    titles = spark.createDataFrame([("lamp", "A lamp"), ("desk", "A desk")], "code string, name string")
+    events.createOrReplaceTempView("byod_events")
+    titles.createOrReplaceTempView("byod_titles")
+    out = tmp_path / "out"
+    settings = [
+        "ingest.columns.user=visitor",
+        "ingest.columns.item=sku",
+        "ingest.columns.event=action",
+        "ingest.event_weights={view: 1, cart: 3, purchase: 5}",
+        "ingest.max_rejected_fraction=0.5",
+        "items.columns.item=code",
+        "items.columns.title=name",
+    ]
+    args = ["ingest", "--table", "byod_events", "--items-table", "byod_titles", "--output", str(out)]
+    assert main([*args, *[x for s in settings for x in ("--set", s)], "--log-level", "WARNING"]) == 0
+    ratings = _table(out, "ratings")
+    assert [tuple(r) for r in ratings[["user_id", "item_id", "rating"]].itertuples(index=False)] == [
+        ("ann", "lamp", 6.0),
+        ("bob", "desk", 3.0),
+    ]
+    assert [tuple(r) for r in _table(out, "rejected").itertuples(index=False)] == [
+        ('{"visitor":"bob","sku":"lamp","action":"like"}', "unknown event type")
+    ]
+    assert [tuple(r) for r in _table(out, "items").itertuples(index=False)] == [("desk", "A desk"), ("lamp", "A lamp")]
+    assert [tuple(r) for r in _table(out, "item_index").itertuples(index=False)] == [("desk", 0), ("lamp", 1)]
+    info = json.loads((out / "run.json").read_text())["input"]
+    assert (info["table"], info["format"], info["items_path"]) == ("byod_events", "table", "byod_titles")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from chispa import assert_df_equality
@@ -302,3 +303,37 @@ def test_item_titles_from_a_table_with_its_own_columns(spark, tmp_path):
     assert_df_equality(
         _sorted(got), spark.createDataFrame([("SKU-1", "Lamp"), ("SKU-2", "Desk")], "item_id string, title string")
     )
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ("{view: -1}", "finite weight >= 0; 'view' has -1"),
+        ("{view: .nan}", "finite weight >= 0; 'view' has nan"),
+        ("{view: .inf}", "finite weight >= 0; 'view' has inf"),
+        ("{view: null}", "finite weight >= 0; 'view' has None"),
+        ("{}", "must be a mapping of event type: weight"),
+        ("[view, cart]", "must be a mapping of event type: weight"),
+    ],
+)
+def test_bad_event_weights_are_configuration_errors(weights, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_config(None, [f"ingest.event_weights={weights}"])
+
+
+def test_column_roles_are_checked_and_merge_over_the_defaults():
+    cfg = build_config({"ingest": {"columns": {"user": "visitor"}}}, ["ingest.columns.item=sku"]).ingest
+    assert cfg.columns == {
+        "user": "visitor",
+        "item": "sku",
+        "rating": "rating",
+        "timestamp": "timestamp",
+        "event": "event",
+    }
+    with pytest.raises(ConfigError, match="unknown role\\(s\\) usr"):
+        build_config(None, ["ingest.columns.usr=visitor"])
+    with pytest.raises(ConfigError, match="cannot map user to null"):
+        build_config(None, ["ingest.columns.user=null"])
+    assert build_config(None, ["ingest.columns.rating=null"]).ingest.kind == "unary"
+    assert build_config(None, ["ingest.event_weights={view: 1}"]).ingest.aggregation() == "sum"
+    assert build_config().ingest.aggregation() == "latest"
