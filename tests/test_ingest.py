@@ -66,6 +66,13 @@ def test_detect_format_from_first_line():
     assert ingest.detect_format("\ufeffuserId,movieId,rating,timestamp") == "csv"
     assert ingest.detect_format("1,2,3.5,4") == "csv"
     assert ingest.detect_format("hello world") is None
+    # Tables: magic bytes, JSON lines, and a header of names (not MovieLens's).
+    assert ingest.detect_format("PAR1\x15\x04") == "parquet"
+    assert ingest.detect_format("ORC\x0a") == "orc"
+    assert ingest.detect_format('{"user_id": "a"}') == "json"
+    assert ingest.detect_format("user_id,item_id,rating,timestamp") == "delimited"
+    assert ingest.detect_format("user\titem") == "delimited"
+    assert ingest.detect_format("\x00\x01binary,stuff") is None
 
 
 def test_every_bad_line_is_rejected_with_its_reason(spark):

@@ -77,19 +77,6 @@ def test_a_comma_file_with_a_header_of_names_is_detected_as_delimited(spark, tmp
     assert_df_equality(_sorted(got.df), _expected(spark), ignore_nullable=True)
 
 
-def test_detect_format_tells_movielens_from_tables():
-    assert ingest.detect_format("PAR1\x15\x04") == "parquet"
-    assert ingest.detect_format("ORC\x0a") == "orc"
-    assert ingest.detect_format('{"user_id": "a"}') == "json"
-    assert ingest.detect_format("user_id,item_id,rating,timestamp") == "delimited"
-    assert ingest.detect_format("user\titem") == "delimited"
-    assert ingest.detect_format("userId,movieId,rating,timestamp") == "csv"
-    assert ingest.detect_format("1,2,3.5,4") == "csv"
-    assert ingest.detect_format("196\t242\t3\t881250949") == "ml-100k"
-    assert ingest.detect_format("1::2::3::4") == "ml-1m"
-    assert ingest.detect_format("just words") is None
-
-
 def test_a_catalog_table_created_in_the_session_is_read_by_name(spark, tmp_path):
     spark.sql(f"CREATE DATABASE IF NOT EXISTS byod LOCATION '{tmp_path / 'warehouse'}'")
     try:
