@@ -24,7 +24,8 @@ How
       and the counts of its ``run.json`` (the output directory is deleted afterwards), and the
       memory of the process tree (the Python driver, the JVM it starts and the Python workers):
       every ``--interval`` seconds (0.5) all descendants are found in ``/proc`` and their ``VmRSS``
-      summed; the report gives the largest sum and the largest ``VmHWM`` of any one process. It also
+      summed (leaving out a child that mirrors its parent's ``VmRSS`` and ``VmSize``: one caught
+      between clone and exec, which shares the parent's memory); the report gives the largest sum and the largest ``VmHWM`` of any one process. It also
       records the CPU seconds of the tree (each process's last sampled ``utime + stime``), the CPU
       seconds the rest of the machine used meanwhile (``/proc/stat`` busy time minus the tree's: the
       noise of a shared machine), the load average before and after, and a fingerprint of the
@@ -192,6 +193,8 @@ class Run:
     peak_process_hwm_bytes: int = 0
     peak_process: str = ""
     max_processes: int = 0
+    peak_breakdown: list[tuple[str, int, int]] = field(default_factory=list)
+    mirrored_samples: int = 0
     samples: int = 0
     wait4_maxrss_bytes: int = 0
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -227,8 +230,8 @@ def _processes() -> dict[int, tuple[int, int]]:
     return found
 
 
-def _tree(root: int) -> dict[int, int]:
-    """``root`` and all its descendants: pid -> CPU ticks so far."""
+def _tree(root: int) -> dict[int, tuple[int, int]]:
+    """``root`` and all its descendants: pid -> (parent pid, CPU ticks so far)."""
     processes = _processes()
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in processes.items():
@@ -237,7 +240,7 @@ def _tree(root: int) -> dict[int, int]:
     while todo:
         pid = todo.pop()
         if pid in processes:
-            found[pid] = processes[pid][1]
+            found[pid] = processes[pid]
         todo.extend(children.get(pid, ()))
     return found
 
@@ -249,8 +252,8 @@ def _busy_seconds() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / _TICK
 
 
-def _status(pid: int) -> tuple[int, int, str] | None:
-    """``(VmRSS, VmHWM)`` in bytes and the name of ``pid``, or ``None`` if it is gone (or a zombie)."""
+def _status(pid: int) -> tuple[int, int, str, str] | None:
+    """``(VmRSS, VmHWM)`` in bytes, the name and ``VmSize`` of ``pid``, or ``None`` if it is gone (or a zombie)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             text = f.read()
@@ -261,7 +264,7 @@ def _status(pid: int) -> tuple[int, int, str] | None:
         return None
     rss = int(values["VmRSS"].split()[0]) * 1024
     hwm = int(values.get("VmHWM", "0 kB").split()[0]) * 1024
-    return rss, hwm, values.get("Name", "?").strip()
+    return rss, hwm, values.get("Name", "?").strip(), values.get("VmSize", "").strip()
 
 
 def source_fingerprint() -> str:
@@ -315,17 +318,27 @@ def run_once(mode: str, repeat: int, workdir: Path, *, interval: float, timeout:
         hwm: dict[int, tuple[int, str]] = {}
         cpu: dict[int, int] = {}
         while not ended.is_set():
-            total, pids = 0, _tree(child.pid)
-            for pid, ticks in pids.items():
+            pids = _tree(child.pid)
+            statuses = {pid: _status(pid) for pid in pids}
+            total, breakdown = 0, []
+            for pid, (ppid, ticks) in pids.items():
                 cpu[pid] = max(cpu.get(pid, 0), ticks)
-                status = _status(pid)
+                status, parent = statuses[pid], statuses.get(ppid)
                 if status is None:
                     continue
+                if parent is not None and (status[0], status[3]) == (parent[0], parent[3]):
+                    # A child caught between clone and exec (the JVM spawns chmod through jspawnhelper
+                    # while it writes files) shares its parent's memory and reports the parent's RSS:
+                    # counting it would count the JVM twice.
+                    run.mirrored_samples += 1
+                    continue
                 total += status[0]
+                breakdown.append((status[2], pid, status[0]))
                 if status[1] > hwm.get(pid, (0, ""))[0]:
                     hwm[pid] = (status[1], status[2])
             run.samples += 1
-            run.peak_tree_rss_bytes = max(run.peak_tree_rss_bytes, total)
+            if total > run.peak_tree_rss_bytes:
+                run.peak_tree_rss_bytes, run.peak_breakdown = total, sorted(breakdown, key=lambda b: -b[2])
             run.max_processes = max(run.max_processes, len(pids))
             if time.perf_counter() - start > timeout and not run.timed_out:
                 run.timed_out = True
@@ -480,6 +493,7 @@ def markdown(report: dict[str, Any]) -> str:
             "peak tree RSS GB",
             "max proc HWM GB",
             "procs",
+            "mirrors skipped",
             "load before",
             "load after",
         ],
@@ -494,6 +508,7 @@ def markdown(report: dict[str, Any]) -> str:
                 _fmt(r["peak_tree_rss_bytes"] / GB, 2),
                 f"{r['peak_process_hwm_bytes'] / GB:.2f} ({r['peak_process']})",
                 str(r["max_processes"]),
+                str(r.get("mirrored_samples", "-")),
                 " ".join(f"{x:.2f}" for x in r["load_before"]),
                 " ".join(f"{x:.2f}" for x in r["load_after"]),
             ]
@@ -521,6 +536,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"string {s['peak_tree_rss_by_mode_bytes']['string'] / GB:.2f}); largest single-process VmHWM "
         f"{s['peak_process_hwm_bytes'] / GB:.2f} GB. GB = 10^9 bytes.",
     ]
+    top = max(runs, key=lambda r: r["peak_tree_rss_bytes"], default=None)
+    if top and top.get("peak_breakdown"):
+        parts = ", ".join(f"{name} {rss / GB:.2f}" for name, _, rss in top["peak_breakdown"][:5])
+        lines += ["", f"At the largest peak ({top['mode']} #{top['repeat']}): {parts} GB."]
     if s["failed_runs"]:
         lines += ["", f"Failed runs: {', '.join(s['failed_runs'])} (stderr tails in report.json)"]
     if s["counts_differ_between_modes"]:
