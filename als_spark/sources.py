@@ -116,7 +116,6 @@ def columns_for(df: DataFrame, cfg: IngestConfig) -> dict[str, str]:
     """
     mapping = cfg.columns
     needed = ["user", "item"] + {"rating": ["rating"], "event": ["event"], "unary": []}[cfg.kind]
-    kind = cfg.kind
     present = set(df.columns)
     found: dict[str, str] = {}
     for role in needed:
@@ -124,18 +123,18 @@ def columns_for(df: DataFrame, cfg: IngestConfig) -> dict[str, str]:
         if name is None:
             raise InputDataError(f"ingest.columns.{role} is null, but this source needs a {role} column")
         if name not in present:
-            raise _no_column(role, name, df, kind)
+            raise _no_column(role, name, df)
         found[role] = name
     stamp = mapping.get("timestamp")
     if stamp is not None:
         if stamp in present:
             found["timestamp"] = stamp
         elif stamp != DEFAULT_COLUMNS["timestamp"]:
-            raise _no_column("timestamp", stamp, df, kind)
+            raise _no_column("timestamp", stamp, df)
     return found
 
 
-def _no_column(role: str, name: str, df: DataFrame, kind: str) -> InputDataError:
+def _no_column(role: str, name: str, df: DataFrame) -> InputDataError:
     hint = f"map it with --set ingest.columns.{role}=COLUMN (columns={{'{role}': ...}} in Python)"
     if role == "rating":
         hint += (
