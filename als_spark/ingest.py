@@ -179,8 +179,13 @@ def read_ratings(
     fmt = resolve_format(spark, path, fmt)
     if fmt not in SEPARATORS:
         raise InputDataError(f"{path} is {fmt}, not a MovieLens file: read it with read_input")
+    return _movielens(spark, path, fmt, rating_range, cfg or IngestConfig())
 
-    cfg = cfg or IngestConfig()
+
+def _movielens(
+    spark: SparkSession, path: str, fmt: str, rating_range: tuple[float, float], cfg: IngestConfig
+) -> Ratings:
+    """A MovieLens file of known format ``fmt``, parsed, validated and combined."""
     parsed = parse_lines(spark.read.text(path), fmt, rating_range=rating_range)
     if cfg.kind == "unary":
         parsed = parsed.withColumn(S.RATING, F.lit(1.0))
@@ -277,7 +282,7 @@ def read_input(spark: SparkSession, location: str, cfg: IngestConfig, *, table: 
             f"ingest.event_weights needs a table with an event column, but {location} is a MovieLens "
             f"{fmt} file of ratings: remove ingest.event_weights, or read a table (--format parquet, ...)."
         )
-    return read_ratings(spark, location, fmt=fmt, rating_range=cfg.rating_range(fmt), cfg=cfg)
+    return _movielens(spark, location, fmt, cfg.rating_range(fmt), cfg)  # its first line is already read
 
 
 def _reasons(rejected: DataFrame, n: int = 3) -> str:
