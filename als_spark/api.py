@@ -137,7 +137,7 @@ class Recommender:
             n_users=self._n_users if wanted is None else None,
             n_items=self._n_items,
             parallelism=model.parallelism(self.spark),
-        )
+        ).withColumn(S.SOURCE, F.lit("als"))
         return self._typed(recs, S.RECOMMENDATIONS)
 
     def similar_items(self, items: Ids = None, *, top_k: int | None = None) -> DataFrame:
@@ -271,7 +271,7 @@ def fit(
         user_ids, item_ids = ids.build(interactions, S.USER_ID), ids.build(interactions, S.ITEM_ID)
 
         def indexed(df: DataFrame) -> DataFrame:
-            return item_ids.to_index(user_ids.to_index(df, S.USER_ID), S.ITEM_ID)
+            return ids.to_indexes(df, user_ids, item_ids)
 
         known = indexed(interactions)
         # The checkpoint directory lives as long as the Recommender: its factors may be read back from it.

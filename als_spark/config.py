@@ -12,12 +12,14 @@ import dataclasses
 import difflib
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 
 import yaml
 
+from als_spark import checks
+from als_spark.checks import is_int, is_number
 from als_spark.errors import ConfigError
 
 CONFIDENCE_MODES = ("rating", "binary")
@@ -132,6 +134,16 @@ class RecommendConfig:
     #: Added to every score: ``popularity_weight · ln(n)``, ``n`` the item's number of
     #: positive interactions (those ALS was fitted on). 0: plain ALS scores.
     popularity_weight: float = 0.0
+    #: Only these items may be recommended (e.g. those in stock): a table of item ids, given as a
+    #: path, or as ``{path: P | table: NAME, format: auto, options: {}, columns: {item: item_id}}``.
+    allow_items: str | dict[str, Any] | None = None
+    #: (user, item) pairs never to recommend: a path or ``{path | table, format, options,
+    #: columns: {user: user_id, item: item_id}}``.
+    deny: str | dict[str, Any] | None = None
+    #: Item ids never recommended to anyone.
+    deny_items: list[Any] = field(default_factory=list)
+    #: Explain each recommendation by the user's this many most contributing items (0: no explanations).
+    explain: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,101 +166,45 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def is_int(value: Any) -> TypeGuard[int]:
-    """An ``int`` that is not a ``bool`` (YAML's ``true`` is not a number here)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> TypeGuard[int | float]:
-    """An ``int`` or ``float`` that is not a ``bool``."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _positive_int(value: Any) -> str | None:
-    return None if is_int(value) and value > 0 else "must be a positive integer"
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        return None if value in options else "must be one of " + ", ".join(options)
-
-    return check
-
-
-def _non_negative_number(value: Any) -> str | None:
-    return None if is_number(value) and value >= 0 else "must be a number >= 0"
-
-
-def _optional_number(value: Any) -> str | None:
-    return None if value is None or (is_number(value) and not math.isnan(value)) else "must be a number or null"
-
-
-def _columns(defaults: Mapping[str, str | None], required: tuple[str, ...]) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if not isinstance(value, Mapping):
-            return "must be a mapping of role: column"
-        unknown = sorted(str(k) for k in set(value) - set(defaults))
-        if unknown:
-            return f"has unknown role(s) {', '.join(unknown)}; the roles are {', '.join(defaults)}"
-        for role, name in value.items():
-            if name is None and role in required:
-                return f"cannot map {role} to null: it is required"
-            if name is not None and (not isinstance(name, str) or not name.strip()):
-                return f"must map {role} to a column name or null"
-        return None
-
-    return check
-
-
-def _event_weights(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not value:
-        return "must be a mapping of event type: weight (e.g. {view: 1, cart: 3, purchase: 5}) or null"
-    for event, weight in value.items():
-        if not isinstance(event, str) or not event:
-            return f"has an event type that is not a name: {event!r}"
-        if not is_number(weight) or not math.isfinite(weight) or weight < 0:
-            return f"must give each event type a finite weight >= 0; {event!r} has {weight!r}"
-    return None
-
-
-def _options(value: Any) -> str | None:
-    if not isinstance(value, Mapping):
-        return "must be a mapping of Spark reader option: value"
-    for key, option in value.items():
-        if not isinstance(key, str) or not isinstance(option, (str, int, float, bool)):
-            return f"must map option names to strings, numbers or booleans; {key!r} has {option!r}"
-    return None
+#: The roles and default columns of the tables ``recommend.allow_items`` and ``recommend.deny`` name.
+FILTER_COLUMNS: dict[str, dict[str, str]] = {
+    "allow_items": {"item": "item_id"},
+    "deny": {"user": "user_id", "item": "item_id"},
+}
+FILTER_FORMATS = ("auto", *TABLE_FORMATS)
 
 
 _VALIDATORS: dict[str, Any] = {
-    "ingest.format": _choice(INPUT_FORMATS),
-    "ingest.options": _options,
-    "ingest.columns": _columns(DEFAULT_COLUMNS, ("user", "item")),
-    "ingest.event_weights": _event_weights,
-    "ingest.aggregate": _choice(AGGREGATES),
+    "ingest.format": checks.choice(INPUT_FORMATS),
+    "ingest.options": checks.options,
+    "ingest.columns": checks.columns(DEFAULT_COLUMNS, ("user", "item")),
+    "ingest.event_weights": checks.event_weights,
+    "ingest.aggregate": checks.choice(AGGREGATES),
     "ingest.min_rating": lambda v: None if is_number(v) else "must be a number",
     "ingest.min_weight": lambda v: None if is_number(v) and math.isfinite(v) else "must be a number",
-    "ingest.confidence": _choice(CONFIDENCE_MODES),
-    "ingest.rating_min": _optional_number,
-    "ingest.rating_max": _optional_number,
+    "ingest.confidence": checks.choice(CONFIDENCE_MODES),
+    "ingest.rating_min": checks.optional_number,
+    "ingest.rating_max": checks.optional_number,
     "ingest.max_rejected_fraction": lambda v: None if is_number(v) and 0 <= v <= 1 else "must be a number from 0 to 1",
-    "als.rank": _positive_int,
-    "als.max_iter": _positive_int,
-    "als.reg_param": _non_negative_number,
-    "als.alpha": _non_negative_number,
+    "als.rank": checks.positive_int,
+    "als.max_iter": checks.positive_int,
+    "als.reg_param": checks.non_negative_number,
+    "als.alpha": checks.non_negative_number,
     "als.seed": lambda v: None if is_int(v) else "must be an integer",
-    "als.num_blocks": lambda v: None if v is None else _positive_int(v),
-    "als.checkpoint_interval": _positive_int,
+    "als.num_blocks": lambda v: None if v is None else checks.positive_int(v),
+    "als.checkpoint_interval": checks.positive_int,
     "als.checkpoint_dir": lambda v: None if v is None or (isinstance(v, str) and v) else "must be a path",
-    "recommend.top_n": _positive_int,
-    "recommend.exclude": _choice(EXCLUDE_MODES),
+    "recommend.top_n": checks.positive_int,
+    "recommend.exclude": checks.choice(EXCLUDE_MODES),
     "recommend.popularity_weight": lambda v: None if is_number(v) and math.isfinite(v) else "must be a number",
-    "similar.top_k": _positive_int,
-    "items.format": _choice(("auto", "ml-100k", "ml-1m", "csv", *TABLE_FORMATS)),
-    "items.options": _options,
-    "items.columns": _columns(DEFAULT_ITEM_COLUMNS, ("item",)),
+    "recommend.allow_items": checks.table_ref(FILTER_COLUMNS["allow_items"], FILTER_FORMATS),
+    "recommend.deny": checks.table_ref(FILTER_COLUMNS["deny"], FILTER_FORMATS),
+    "recommend.deny_items": checks.id_list,
+    "recommend.explain": lambda v: None if is_int(v) and v >= 0 else "must be an integer >= 0",
+    "similar.top_k": checks.positive_int,
+    "items.format": checks.choice(("auto", "ml-100k", "ml-1m", "csv", *TABLE_FORMATS)),
+    "items.options": checks.options,
+    "items.columns": checks.columns(DEFAULT_ITEM_COLUMNS, ("item",)),
 }
 
 

@@ -79,18 +79,22 @@ def dataset_summary(interactions: DataFrame) -> DataFrame:
     )
 
 
-def exclusions(ratings: DataFrame, interactions: DataFrame, mode: str) -> DataFrame | None:
+def exclusions(
+    ratings: DataFrame, interactions: DataFrame, mode: str, *, deny: DataFrame | None = None
+) -> DataFrame | None:
     """``user_id, exclude``: the item ids never to recommend to each user.
 
     ``rated``: every item the user rated (any rating); ``liked``: only the items in
-    ``interactions`` (rated at least ``ingest.min_rating``); ``none``: ``None``.
+    ``interactions`` (rated at least ``ingest.min_rating``); ``none``: nothing. The
+    ``user_id, item_id`` pairs of ``deny`` are excluded too. ``None`` when nothing is.
     """
-    if mode == "none":
-        return None
-    source = {"rated": ratings, "liked": interactions}.get(mode)
-    if source is None:
+    if mode not in ("rated", "liked", "none"):
         raise ValueError(f"exclude mode must be 'rated', 'liked' or 'none', got {mode!r}")
-    return items_per_user(source)
+    source = {"rated": ratings, "liked": interactions}.get(mode)
+    if deny is not None:
+        pairs = deny.select(S.USER_ID, S.ITEM_ID)
+        source = pairs if source is None else source.select(S.USER_ID, S.ITEM_ID).unionByName(pairs).distinct()
+    return None if source is None else items_per_user(source)
 
 
 def items_per_user(pairs: DataFrame) -> DataFrame:

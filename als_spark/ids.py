@@ -71,6 +71,11 @@ class IdMap:
         return self.to_index(asked, S.ID)
 
 
+def to_indexes(df: DataFrame, users: IdMap, items: IdMap) -> DataFrame:
+    """``df`` with ``user_id`` and ``item_id`` replaced by their indexes (:meth:`IdMap.to_index`)."""
+    return items.to_index(users.to_index(df, S.USER_ID), S.ITEM_ID)
+
+
 def is_id_type(dtype: DataType) -> bool:
     """Whether ids of this type can be mapped: strings and integral types."""
     return isinstance(dtype, IntegralType) or dtype.typeName() == "string"

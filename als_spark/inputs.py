@@ -11,15 +11,15 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from als_spark import caching, ingest, publish, runinfo, session, titles
+from als_spark import caching, ids, ingest, publish, runinfo, session, sources, titles
 from als_spark import schema as S
-from als_spark.config import Config
+from als_spark.config import TABLE_FORMATS, Config, RecommendConfig
 from als_spark.errors import InputDataError
 from als_spark.runlog import RunLog
 
@@ -159,3 +159,71 @@ def driver_frame(spark: SparkSession, runlog: RunLog, frame: pd.DataFrame, schem
     path = os.path.join(runlog.scratch(), f"{name}.parquet")
     pq.write_table(pa.Table.from_pandas(frame[schema.fieldNames()], preserve_index=False), path)
     return spark.read.parquet(path).select(*[F.col(f.name).cast(f.dataType) for f in schema.fields])
+
+
+@dataclass(frozen=True)
+class Filters:
+    """``recommend``'s candidate filters by ALS index: items allowed, items denied, (user, item) pairs denied."""
+
+    allow: DataFrame | None = None  #: id
+    deny_items: DataFrame | None = None  #: id
+    deny_pairs: DataFrame | None = None  #: user_id, item_id
+
+
+def read_id_table(spark: SparkSession, ref: str | Mapping[str, Any], roles: Mapping[str, str]) -> DataFrame:
+    """The table ``ref`` names (see ``RecommendConfig.allow_items``), as the columns ``roles`` names' values.
+
+    ``roles`` maps a role (``user``, ``item``) to the output column (``user_id``, ``item_id``); the
+    table's own column for each is ``columns.<role>``, by default the output name. ``format: auto``
+    reads Parquet, ORC and JSON lines by their first bytes and anything else as delimited text
+    with a header line. Rows with a null id are dropped.
+    """
+    spec: dict[str, Any] = {"path": ref} if isinstance(ref, str) else dict(ref)
+    fmt = str(spec.get("format") or "auto")
+    location = str(spec.get("table") or spec.get("path"))
+    if spec.get("table") is not None:
+        fmt = "table"
+    elif fmt == "auto":
+        head = sources.head_lines(spark, location, 1)
+        detected = ingest.detect_format(head[0]) if head else None
+        fmt = detected if detected in TABLE_FORMATS else "delimited"
+    options = spec.get("options") or {}
+    assert isinstance(options, Mapping)
+    df = sources.read_source(spark, location, fmt, options)
+    named = {**dict(roles), **{role: str(name) for role, name in dict(spec.get("columns") or {}).items()}}
+    missing = [named[role] for role in roles if named[role] not in df.columns]
+    if missing:
+        raise InputDataError(
+            f"{location} has no column {', '.join(map(repr, missing))}: name the table's columns with columns: "
+            f"{{{', '.join(f'{role}: COLUMN' for role in roles)}}}. Its columns are: {', '.join(df.columns) or 'none'}."
+        )
+    out = df.select(*[F.col(named[role]).alias(column) for role, column in roles.items()])
+    return out.dropna()
+
+
+def _indexed(df: DataFrame, maps: Mapping[str, ids.IdMap]) -> DataFrame:
+    """``df`` with each column of ``maps`` cast to that map's id type and replaced by its index (unknown ids drop)."""
+    for column, id_map in maps.items():
+        cast = sources.try_cast(column, id_map.dtype.simpleString())
+        known = id_map.table.select(F.col(S.ID).alias(column))
+        df = id_map.to_index(df.withColumn(column, cast).join(known, column, "left_semi"), column)
+    return df
+
+
+def read_filters(spark: SparkSession, cfg: RecommendConfig, user_ids: ids.IdMap, item_ids: ids.IdMap) -> Filters:
+    """The configured ``recommend.allow_items``, ``deny_items`` and ``deny``, by the model's indexes.
+
+    Ids the model does not know are dropped: an allowed item without factors cannot be
+    recommended anyway, and a denied one never is.
+    """
+    allow = deny_items = deny_pairs = None
+    if cfg.allow_items is not None:
+        table = read_id_table(spark, cfg.allow_items, {"item": S.ITEM_ID})
+        allow = _indexed(table, {S.ITEM_ID: item_ids}).select(F.col(S.ITEM_ID).alias(S.ID))
+    if cfg.deny_items:
+        listed = spark.createDataFrame([(str(v),) for v in cfg.deny_items], f"{S.ITEM_ID} string")
+        deny_items = _indexed(listed, {S.ITEM_ID: item_ids}).select(F.col(S.ITEM_ID).alias(S.ID))
+    if cfg.deny is not None:
+        table = read_id_table(spark, cfg.deny, {"user": S.USER_ID, "item": S.ITEM_ID})
+        deny_pairs = _indexed(table, {S.USER_ID: user_ids, S.ITEM_ID: item_ids})
+    return Filters(allow=allow, deny_items=deny_items, deny_pairs=deny_pairs)

@@ -15,13 +15,13 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from als_spark import caching, feedback, ids, model, publish
+from als_spark import caching, feedback, ids, model, publish, tables
 from als_spark import schema as S
 from als_spark.config import Config
 from als_spark.errors import InputDataError
 from als_spark.inputs import DATASETS, Source, load_ratings
-from als_spark.recommend import popularity_prior, recommend
 from als_spark.runlog import RunLog, running
+from als_spark.serving import Served, write_recommendations
 from als_spark.similarity import similar_items, similar_users
 from als_spark.titles import with_title
 
@@ -51,7 +51,9 @@ def run_ingest(spark: SparkSession, source: Source, cfg: Config, runlog: RunLog)
         if row is None or row["total_users"] == 0:
             raise InputDataError(_nothing_left(ratings.rows, cfg))
         n_interactions = interactions.count()
-        user_ids, item_ids = ids.build(interactions, S.USER_ID), ids.build(interactions, S.ITEM_ID)
+        # Every rated user gets an index (those without interactions get no factors but are answered),
+        # every item with an interaction one.
+        user_ids, item_ids = ids.build(ratings.df, S.USER_ID), ids.build(interactions, S.ITEM_ID)
         # interactions are a subset of ratings: what is rated but absent had no rating >= min_rating
         rated = ratings.df.agg(F.count_distinct(S.USER_ID), F.count_distinct(S.ITEM_ID)).first()
         assert rated is not None  # a global aggregate has one row
@@ -115,29 +117,26 @@ def _nothing_left(rows: int, cfg: Config) -> str:
     )
 
 
-def typed(schema: Any, user_ids: ids.IdMap, item_ids: ids.IdMap) -> Any:
-    """``schema`` with the user and item id columns of the ids' own types."""
-    return S.with_id_types(schema, user=user_ids.dtype, item=item_ids.dtype)
-
-
 def write_ingested(data: Ingested, runlog: RunLog) -> None:
     with runlog.timer.stage("write_ingest"):
         users, items = data.user_ids, data.item_ids
-        tables = {
+        written = {
             "dataset_summary": publish.conform(data.summary, S.DATASET_SUMMARY),
-            "ratings": publish.conform(data.ratings, typed(S.RATINGS, users, items)).sortWithinPartitions(
+            "ratings": publish.conform(data.ratings, tables.typed(S.RATINGS, users, items)).sortWithinPartitions(
                 S.USER_ID, S.ITEM_ID
             ),
             "interactions": publish.conform(
-                data.interactions, typed(S.INTERACTIONS, users, items)
+                data.interactions, tables.typed(S.INTERACTIONS, users, items)
             ).sortWithinPartitions(S.USER_ID, S.ITEM_ID),
             "rejected": publish.conform(data.rejected, S.REJECTED),
             "user_index": publish.conform(users.table, ids.index_schema(users.dtype)).sortWithinPartitions(ids.INDEX),
             "item_index": publish.conform(items.table, ids.index_schema(items.dtype)).sortWithinPartitions(ids.INDEX),
         }
         if data.items is not None:
-            tables["items"] = publish.conform(data.items, typed(S.ITEMS, users, items)).sortWithinPartitions(S.ITEM_ID)
-        for name, df in tables.items():
+            written["items"] = publish.conform(data.items, tables.typed(S.ITEMS, users, items)).sortWithinPartitions(
+                S.ITEM_ID
+            )
+        for name, df in written.items():
             runlog.write_table(df, name)
 
 
@@ -151,7 +150,7 @@ def run_train(
     """
     blocks = cfg.als.num_blocks or model.parallelism(spark)
     runlog.details.update({"parallelism": model.parallelism(spark), "als_blocks": blocks})
-    indexed = item_ids.to_index(user_ids.to_index(interactions, S.USER_ID), S.ITEM_ID)
+    indexed = ids.to_indexes(interactions, user_ids, item_ids)
     with runlog.timer.stage("fit"):
         fitted = model.fit(indexed, cfg.als, num_blocks=blocks)
     with runlog.timer.stage("write_model"):
@@ -181,30 +180,34 @@ def run_recommend(
     cfg: Config,
     runlog: RunLog,
 ) -> None:
-    """Recommendations from the factors by index; ``ratings`` and ``interactions`` carry the source's ids."""
+    """Recommendations for every rated user; ``ratings`` and ``interactions`` carry the source's ids.
+
+    Users with factors get ALS's list; those without (no interaction kept) the popular items.
+    """
 
     def indexed(df: DataFrame) -> DataFrame:
-        return item_ids.to_index(user_ids.to_index(df, S.USER_ID), S.ITEM_ID)
+        return ids.to_indexes(df, user_ids, item_ids)
 
     with runlog.timer.stage("recommend"):
         known = indexed(interactions)
-        exclude = feedback.exclusions(indexed(ratings), known, cfg.recommend.exclude)
-        recs = recommend(
-            user_factors,
+        write_recommendations(
+            spark,
+            Served(
+                users=user_ids.table.select(F.col(ids.INDEX).alias(S.ID)),
+                vectors=user_factors,
+                source="als",
+                ratings=indexed(ratings),
+                interactions=known,
+                n_vectors=runlog.counts.get("user_factors"),
+            ),
             item_factors,
-            top_n=cfg.recommend.top_n,
-            exclude=exclude,
-            item_prior=popularity_prior(known, cfg.recommend.popularity_weight),
-            n_users=runlog.counts.get("user_factors"),
-            n_items=runlog.counts.get("item_factors"),
-            parallelism=model.parallelism(spark),
+            known,
+            items,
+            user_ids,
+            item_ids,
+            cfg,
+            runlog,
         )
-        recs = item_ids.to_ids(user_ids.to_ids(recs, S.USER_ID), S.ITEM_ID)
-        recs = publish.conform(recs, typed(S.RECOMMENDATIONS, user_ids, item_ids))
-        if items is not None:
-            recs = with_title(recs, items)
-        recs = recs.sortWithinPartitions(S.USER_ID, S.RANK)
-        runlog.write_table(recs, "recommendations")
 
 
 def run_similar(
@@ -221,7 +224,7 @@ def run_similar(
     with runlog.timer.stage("similar_items"):
         sim_items = similar_items(item_factors, top_k=k, n_items=runlog.counts.get("item_factors"), parallelism=par)
         sim_items = item_ids.to_ids(item_ids.to_ids(sim_items, S.ITEM_ID), S.SIMILAR_ITEM_ID)
-        sim_items = publish.conform(sim_items, typed(S.SIMILAR_ITEMS, user_ids, item_ids))
+        sim_items = publish.conform(sim_items, tables.typed(S.SIMILAR_ITEMS, user_ids, item_ids))
         if items is not None:
             sim_items = with_title(sim_items, items).transform(
                 with_title, items, id_col=S.SIMILAR_ITEM_ID, title_col=S.SIMILAR_TITLE
@@ -231,35 +234,10 @@ def run_similar(
     with runlog.timer.stage("similar_users"):
         sim_users = similar_users(user_factors, top_k=k, n_users=runlog.counts.get("user_factors"), parallelism=par)
         sim_users = user_ids.to_ids(user_ids.to_ids(sim_users, S.USER_ID), S.SIMILAR_USER_ID)
-        sim_users = publish.conform(sim_users, typed(S.SIMILAR_USERS, user_ids, item_ids)).sortWithinPartitions(
+        sim_users = publish.conform(sim_users, tables.typed(S.SIMILAR_USERS, user_ids, item_ids)).sortWithinPartitions(
             S.USER_ID, S.RANK
         )
         runlog.write_table(sim_users, "similar_users")
-
-
-def _optional_table(spark: SparkSession, output: str, name: str) -> DataFrame | None:
-    try:
-        return publish.read_table(spark, output, name)
-    except Exception:  # noqa: BLE001 - a missing optional table is normal
-        return None
-
-
-def _required_table(spark: SparkSession, output: str, name: str, produced_by: str) -> DataFrame:
-    table = _optional_table(spark, output, name)
-    if table is None:
-        raise InputDataError(
-            f"{publish.table_path(output, name)} is missing: run `als-spark {produced_by} --output {output}` first "
-            "(or `als-spark run` for the whole pipeline)."
-        )
-    return table
-
-
-def _id_maps(spark: SparkSession, output: str) -> tuple[ids.IdMap, ids.IdMap]:
-    """The users' and items' indexes that ``als-spark ingest`` published under ``output``."""
-    return (
-        ids.from_table(_required_table(spark, output, "user_index", "ingest")),
-        ids.from_table(_required_table(spark, output, "item_index", "ingest")),
-    )
 
 
 def run_all(spark: SparkSession, source: Source, cfg: Config, output: str) -> dict[str, Any]:
@@ -285,18 +263,18 @@ def stage_ingest(spark: SparkSession, source: Source, cfg: Config, output: str) 
 
 def stage_train(spark: SparkSession, cfg: Config, output: str) -> dict[str, Any]:
     with running(spark, output, "train", cfg) as runlog, model.checkpoint_dir(spark, cfg.als.checkpoint_dir) as ckpt:
-        interactions = caching.cache(_required_table(spark, output, "interactions", "ingest"))
+        interactions = caching.cache(tables.required(spark, output, "interactions", "ingest"))
         runlog.details["checkpoint_dir"] = ckpt
         runlog.counts["interactions"] = interactions.count()
-        run_train(spark, interactions, *_id_maps(spark, output), cfg, runlog)
+        run_train(spark, interactions, *tables.id_maps(spark, output), cfg, runlog)
     return runlog.result
 
 
 def _factors(spark: SparkSession, output: str, runlog: RunLog) -> tuple[DataFrame, DataFrame, ids.IdMap, ids.IdMap]:
     """The published factor tables, by ALS index, and the id maps."""
-    user_factors = _required_table(spark, output, "user_factors", "train")
-    item_factors = _required_table(spark, output, "item_factors", "train")
-    user_ids, item_ids = _id_maps(spark, output)
+    user_factors = tables.required(spark, output, "user_factors", "train")
+    item_factors = tables.required(spark, output, "item_factors", "train")
+    user_ids, item_ids = tables.id_maps(spark, output)
     user_factors = caching.cache(publish.conform(user_ids.to_index(user_factors, S.ID), S.FACTORS))
     item_factors = caching.cache(publish.conform(item_ids.to_index(item_factors, S.ID), S.FACTORS))
     runlog.counts.update({"user_factors": user_factors.count(), "item_factors": item_factors.count()})
@@ -306,9 +284,9 @@ def _factors(spark: SparkSession, output: str, runlog: RunLog) -> tuple[DataFram
 def stage_recommend(spark: SparkSession, cfg: Config, output: str) -> dict[str, Any]:
     with running(spark, output, "recommend", cfg) as runlog:
         user_factors, item_factors, users, items = _factors(spark, output, runlog)
-        ratings = _required_table(spark, output, "ratings", "ingest")
-        interactions = _required_table(spark, output, "interactions", "ingest")
-        titles = _optional_table(spark, output, "items")
+        ratings = tables.required(spark, output, "ratings", "ingest")
+        interactions = tables.required(spark, output, "interactions", "ingest")
+        titles = tables.optional(spark, output, "items")
         run_recommend(spark, user_factors, item_factors, ratings, interactions, titles, users, items, cfg, runlog)
     return runlog.result
 
@@ -316,7 +294,7 @@ def stage_recommend(spark: SparkSession, cfg: Config, output: str) -> dict[str, 
 def stage_similar(spark: SparkSession, cfg: Config, output: str) -> dict[str, Any]:
     with running(spark, output, "similar", cfg) as runlog:
         user_factors, item_factors, users, items = _factors(spark, output, runlog)
-        titles = _optional_table(spark, output, "items")
+        titles = tables.optional(spark, output, "items")
         run_similar(spark, user_factors, item_factors, titles, users, items, cfg, runlog)
     return runlog.result
 
@@ -330,7 +308,7 @@ def show(
     """
 
     def rows(name: str, key: str, value: int | str, produced_by: str) -> Any:
-        table = _required_table(spark, output, name, produced_by)
+        table = tables.required(spark, output, name, produced_by)
         return table.where(F.col(key).cast("string") == F.lit(str(value))).orderBy(S.RANK).drop(key).toPandas()
 
     if user is not None:
@@ -340,7 +318,7 @@ def show(
         ]
     assert item is not None, "show needs a user or an item"
     title = ""
-    items = _optional_table(spark, output, "items")
+    items = tables.optional(spark, output, "items")
     if items is not None:
         found = items.where(F.col(S.ITEM_ID).cast("string") == F.lit(str(item))).select(S.TITLE).first()
         title = f" ({found[0]})" if found else ""

@@ -38,7 +38,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from als_spark.paths import local_path
 from als_spark.session import is_connect
+
+__all__ = ["Publisher", "conform", "local_path", "read_table", "table_path"]
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +60,6 @@ def table_path(output: str, name: str) -> str:
 
 def read_table(spark: SparkSession, output: str, name: str) -> DataFrame:
     return spark.read.parquet(table_path(output, name))
-
-
-def local_path(path: str) -> str | None:
-    """The local file-system path of ``path``, or ``None`` for a remote URI."""
-    for prefix in ("file://", "file:"):
-        if path.startswith(prefix):
-            return path[len(prefix) :]
-    return None if "://" in path or path.startswith("dbfs:") else path
 
 
 def _exchange(a: str, b: str) -> bool:

@@ -1,4 +1,11 @@
-"""Top-N recommendations from the learned factors, with seen items removed."""
+"""Top-N recommendations from the learned factors, with seen items removed, and a fallback for every user.
+
+:func:`serve` answers every user it is given: those with a vector get ALS's top-N (``source``
+``als``, or ``fold_in`` for vectors solved by :mod:`als_spark.foldin`), the others the most
+popular items (``popularity``). Candidate filters (:func:`candidates`, and deny pairs merged
+into the exclusion lists by :func:`~als_spark.feedback.exclusions`) act inside the blocked top-k, so a user
+still gets ``top_n`` items while enough remain.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,8 @@ from als_spark import topk
 
 #: Column of :func:`popularity_prior`'s table: what is added to every score of that item.
 PRIOR = "prior"
+#: Where a user's recommendations come from (:func:`serve`'s ``source`` column).
+SOURCES = ("als", "fold_in", "popularity")
 
 
 def popularity_prior(interactions: DataFrame, weight: float) -> DataFrame | None:
@@ -69,3 +78,66 @@ def recommend(
         F.col(topk.CANDIDATE).alias(S.ITEM_ID),
         S.SCORE,
     )
+
+
+def candidates(item_factors: DataFrame, *, allow: DataFrame | None = None, deny: DataFrame | None = None) -> DataFrame:
+    """``item_factors`` (``id, ...``) kept to the ids of ``allow`` and without those of ``deny`` (both ``id``)."""
+    if allow is not None:
+        item_factors = item_factors.join(allow.select(S.ID).distinct(), S.ID, "left_semi")
+    if deny is not None:
+        item_factors = item_factors.join(deny.select(S.ID), S.ID, "left_anti")
+    return item_factors
+
+
+def popularity(interactions: DataFrame) -> DataFrame:
+    """``id, features``: each item's number of interactions as a one-factor vector.
+
+    Scored against a user vector of ``[1]`` by :func:`~als_spark.topk.top_k`, this ranks items by
+    popularity (ties: the smaller id) with the same exclusions and filters as ALS's scores.
+    """
+    count = F.count(F.lit(1)).cast("float")
+    return interactions.groupBy(F.col(S.ITEM_ID).alias(S.ID)).agg(F.array(count).alias(S.FEATURES))
+
+
+def serve(
+    users: DataFrame,
+    user_factors: DataFrame,
+    item_factors: DataFrame,
+    item_popularity: DataFrame,
+    *,
+    top_n: int,
+    exclude: DataFrame | None = None,
+    item_prior: DataFrame | None = None,
+    source: str = "als",
+    n_users: int | None = None,
+    n_items: int | None = None,
+    parallelism: int = 2,
+) -> tuple[DataFrame, int]:
+    """``user_id, rank, item_id, score, source`` for every ``id`` of ``users``, and how many fell back.
+
+    A user with a row in ``user_factors`` gets :func:`recommend`'s list (``source``); one without
+    gets the most popular items of ``item_popularity`` (:func:`popularity`, already filtered like
+    ``item_factors``), scored by their interaction count (``popularity``). ``exclude`` applies to
+    both.
+    """
+    if source not in SOURCES[:2]:
+        raise ValueError(f"source must be one of {SOURCES[:2]}, got {source!r}")
+    served = recommend(
+        user_factors,
+        item_factors,
+        top_n=top_n,
+        exclude=exclude,
+        item_prior=item_prior,
+        n_users=n_users,
+        n_items=n_items,
+        parallelism=parallelism,
+    ).withColumn(S.SOURCE, F.lit(source))
+    cold = users.select(S.ID).distinct().join(user_factors.select(S.ID), S.ID, "left_anti")
+    n_cold = cold.count()
+    if n_cold == 0:
+        return served, 0
+    one = F.array(F.lit(1.0).cast("float")).alias(S.FEATURES)
+    popular = recommend(
+        cold.select(S.ID, one), item_popularity, top_n=top_n, exclude=exclude, n_users=n_cold, parallelism=parallelism
+    ).withColumn(S.SOURCE, F.lit("popularity"))
+    return served.unionByName(popular), n_cold

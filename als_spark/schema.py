@@ -33,10 +33,14 @@ SIMILAR_ITEM_ID = "similar_item_id"
 SIMILAR_USER_ID = "similar_user_id"
 SIMILAR_TITLE = "similar_title"
 SIMILARITY = "similarity"
+SOURCE = "source"
+BECAUSE_ITEM_ID = "because_item_id"
+CONTRIBUTION = "contribution"
+SHARE = "share"
 
 #: The columns that hold a user id, and those that hold an item id, in the tables below.
 USER_COLUMNS = (USER_ID, SIMILAR_USER_ID)
-ITEM_COLUMNS = (ITEM_ID, SIMILAR_ITEM_ID)
+ITEM_COLUMNS = (ITEM_ID, SIMILAR_ITEM_ID, BECAUSE_ITEM_ID)
 
 
 def with_id_types(schema: StructType, user: DataType | None = None, item: DataType | None = None) -> StructType:
@@ -108,6 +112,17 @@ RECOMMENDATIONS = StructType(
         StructField(RANK, IntegerType(), False),
         StructField(ITEM_ID, IntegerType(), False),
         StructField(SCORE, FloatType(), False),
+        StructField(SOURCE, StringType(), False),  # als, fold_in or popularity
+    ]
+)
+EXPLANATIONS = StructType(
+    [
+        StructField(USER_ID, IntegerType(), False),
+        StructField(RANK, IntegerType(), False),
+        StructField(ITEM_ID, IntegerType(), False),
+        StructField(BECAUSE_ITEM_ID, IntegerType(), False),
+        StructField(CONTRIBUTION, FloatType(), False),
+        StructField(SHARE, FloatType(), False),
     ]
 )
 SIMILAR_ITEMS = StructType(

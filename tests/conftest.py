@@ -45,15 +45,19 @@ FILE_TIERS = {
     "test_evaluate_job.py": BY_FIXTURE,
     "test_faults.py": "deploy",
     "test_feedback.py": BY_FIXTURE,
+    "test_foldin.py": BY_FIXTURE,
     "test_fuzz.py": "integration",
     "test_ids.py": BY_FIXTURE,
     "test_ingest.py": BY_FIXTURE,
     # Another's file: its slow tests, which run the command line in a process without Java, would be e2e.
     "test_java.py": BY_FIXTURE,
     "test_layout.py": BY_FIXTURE,
+    "test_lookup.py": BY_FIXTURE,
     "test_model.py": BY_FIXTURE,
+    "test_new_users.py": "integration",
     "test_properties.py": BY_FIXTURE,
     "test_publish.py": "integration",
+    "test_serving.py": BY_FIXTURE,
     # Its pure helpers' tests and its subprocess JVM test would be unit and e2e; the file is
     # another's, so the whole file is spark_unit until its tests carry markers of their own.
     "test_session.py": "spark_unit",

@@ -61,7 +61,7 @@ def test_each_user_is_recommended_the_liked_item_of_its_group_it_has_not_seen(fi
     )
     assert_df_equality(got.orderBy("user_id"), expected, ignore_nullable=True)
     assert got.schema.names == ["user_id", "rank", "item_id"]
-    assert fitted.recommend().schema.names == ["user_id", "rank", "item_id", "score"]
+    assert fitted.recommend().schema.names == ["user_id", "rank", "item_id", "score", "source"]
 
 
 def test_scores_are_the_dot_products_of_the_factors(fitted):

@@ -53,7 +53,7 @@ def test_published_tables_carry_the_string_ids(string_run):
     index = _table(out, "user_index")
     # Numbered 0..n-1 in ascending order of id.
     assert list(index.sort_values("id")["index"]) == list(range(len(index)))
-    assert set(index["id"]) == set(_table(out, "interactions")["user_id"])
+    assert set(index["id"]) == set(_table(out, "ratings")["user_id"])  # every rated user, with factors or not
     details = json.loads((out / "run.json").read_text())["input"]["ids"]
     assert details == {"user": {"type": "string", "indexed": True}, "item": {"type": "string", "indexed": True}}
 

@@ -211,7 +211,7 @@ def test_output_schemas_are_the_documented_contract(spark, run):
         "items": "item_id int, title string",
         "user_factors": "id int, features array<float>",
         "item_factors": "id int, features array<float>",
-        "recommendations": "user_id int, rank int, item_id int, score float, title string",
+        "recommendations": "user_id int, rank int, item_id int, score float, source string, title string",
         "similar_items": "item_id int, rank int, similar_item_id int, similarity float, title string, similar_title string",
         "similar_users": "user_id int, rank int, similar_user_id int, similarity float",
     }

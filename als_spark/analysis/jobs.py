@@ -41,7 +41,7 @@ def _analysis_run(
         with runlog.timer.stage("ingest"):
             ratings, _ = load_ratings(spark, source, cfg, runlog, with_items=False)
             users, items = ids.build(ratings.df, S.USER_ID), ids.build(ratings.df, S.ITEM_ID)
-            indexed = items.to_index(users.to_index(ratings.df, S.USER_ID), S.ITEM_ID)
+            indexed = ids.to_indexes(ratings.df, users, items)
             ratings = dataclasses.replace(ratings, df=caching.cache(indexed))
             runlog.input["ids_indexed"] = not (users.identity and items.identity)
         runlog.counts.update({"rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected})

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from als_spark.config import INPUT_FORMATS, Config, load_config
+from als_spark.config import INPUT_FORMATS, Config, build_config, load_config, read_yaml
+from als_spark.errors import ConfigError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -46,9 +48,9 @@ def add_log_level(p: argparse.ArgumentParser, default: str = "INFO") -> None:
     p.add_argument("--log-level", default=default, choices=LOG_LEVELS)
 
 
-def add_input(p: argparse.ArgumentParser) -> None:
+def add_input(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     """Where the ratings come from: ``--input``, ``--table`` or ``--dataset``, with ``--items`` and ``--format``."""
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group(required=required)
     src.add_argument(
         "--input",
         metavar="PATH",
@@ -149,9 +151,18 @@ def overrides(args: argparse.Namespace) -> list[str]:
     return [*args.overrides, *extra]
 
 
-def config(args: argparse.Namespace) -> Config:
-    """The configuration: ``--config`` over the defaults, then ``--set`` and ``--format``."""
-    return load_config(args.config, overrides(args))
+def config(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -> Config:
+    """The configuration: ``--config`` over ``base`` (else the defaults), then ``--set`` and ``--format``."""
+    if base is None:
+        return load_config(args.config, overrides(args))
+    tree = {section: dict(entries or {}) for section, entries in base.items()}
+    if args.config:
+        given = read_yaml(args.config)
+        if given is not None and not isinstance(given, Mapping):
+            raise ConfigError(f"configuration file {args.config}: expected a mapping of sections at the top level")
+        for section, entries in (given or {}).items():
+            tree[section] = {**tree.get(section, {}), **(entries or {})}
+    return build_config(tree, overrides(args))
 
 
 def source(args: argparse.Namespace) -> Source:

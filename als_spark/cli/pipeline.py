@@ -7,6 +7,7 @@ from typing import Any
 
 from als_spark.cli import options
 from als_spark.cli.command import Command
+from als_spark.errors import ConfigError
 
 
 def _with_input(p: argparse.ArgumentParser) -> None:
@@ -26,6 +27,33 @@ def _ingest(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg = options.config(args)
     return pipeline.stage_ingest(options.spark(args), options.source(args), cfg, args.output)
+
+
+def _recommend_arguments(p: argparse.ArgumentParser) -> None:
+    options.add_common(p)
+    p.add_argument(
+        "--model",
+        metavar="DIR",
+        help="fold the users of --input/--table into the model published in DIR (an `als-spark run` output) "
+        "and write their recommendations to --output, without refitting",
+    )
+    options.add_input(p, required=False)
+
+
+def _recommend(args: argparse.Namespace) -> dict[str, Any]:
+    given = args.input or args.table or args.dataset
+    if args.model is None:
+        if given:
+            raise ConfigError("--input, --table and --dataset need --model DIR: the model to fold their users into")
+        return _stage("recommend")(args)
+    if not given:
+        raise ConfigError("recommend --model DIR needs the users' events: --input PATH, --table NAME or --dataset")
+    from als_spark import serving
+
+    fitted = serving.model_config(args.model)
+    cfg = options.config(args, base=fitted)
+    serving.check_fit_settings(cfg, fitted)
+    return serving.fold_in_run(options.spark(args), args.model, options.source(args), cfg, args.output)
 
 
 def _stage(name: str) -> Any:
@@ -51,9 +79,11 @@ COMMANDS = (
     ),
     Command(
         "recommend",
-        "write DIR/recommendations from the factors, excluding seen items",
-        options.add_common,
-        _stage("recommend"),
+        "write DIR/recommendations from the factors; with --model, for new users' events (fold-in)",
+        _recommend_arguments,
+        _recommend,
+        description="write the recommendations of DIR's users from its factors, excluding seen items; or, with "
+        "--model MODEL --input EVENTS, fold the users of EVENTS into MODEL and write theirs to --output",
     ),
     Command(
         "similar",
