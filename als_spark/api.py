@@ -184,6 +184,7 @@ class Recommender:
         except BaseException:
             publisher.abort()
             raise
+        publisher.release()
 
     @classmethod
     def load(cls, path: str, *, spark: SparkSession | None = None) -> Recommender:

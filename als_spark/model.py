@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 from als_spark import schema as S
 from als_spark.config import ALSConfig
 from als_spark.errors import ConfigError
+from als_spark.lock import process_alive
 from als_spark.session import is_connect
 
 log = logging.getLogger(__name__)
@@ -81,16 +82,6 @@ _MADE_TEMPORARIES: set[str] = set()
 _REMOVED_TEMPORARIES: set[str] = set()
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
 def _last_change(path: str) -> float:
     """The newest modification time of ``path`` and everything under it."""
     newest = os.lstat(path).st_mtime
@@ -117,7 +108,7 @@ def remove_abandoned_checkpoints(
     for path in glob.glob(os.path.join(directory or tempfile.gettempdir(), TEMPORARY_PREFIX + "*")):
         owner = re.match(r"(\d+)-", os.path.basename(path)[len(TEMPORARY_PREFIX) :])
         try:
-            if (owner and _process_alive(int(owner.group(1)))) or now - _last_change(path) < idle_seconds:
+            if (owner and process_alive(int(owner.group(1)))) or now - _last_change(path) < idle_seconds:
                 continue
         except OSError:  # removed meanwhile, or not ours to read
             continue

@@ -22,14 +22,11 @@ are overwritten in place and a warning says so.
 
 from __future__ import annotations
 
-import ctypes
-import errno
+import contextlib
 import json
 import logging
 import os
 import posixpath
-import shutil
-import tempfile
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -38,8 +35,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from als_spark.lock import LOCK_NAME, WriterLock
 from als_spark.paths import local_path
 from als_spark.session import is_connect
+from als_spark.storage import HadoopFS, LocalFS
 
 __all__ = ["Publisher", "conform", "local_path", "read_table", "table_path"]
 
@@ -62,90 +61,6 @@ def read_table(spark: SparkSession, output: str, name: str) -> DataFrame:
     return spark.read.parquet(table_path(output, name))
 
 
-def _exchange(a: str, b: str) -> bool:
-    """Atomically swap two existing paths (Linux ``renameat2``); False where unsupported."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
-        return False
-    raise OSError(err, os.strerror(err), b)
-
-
-class _LocalFS:
-    def exists(self, path: str) -> bool:
-        return os.path.exists(path)
-
-    def delete(self, path: str) -> None:
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.exists(path):
-            os.remove(path)
-
-    def replace(self, src: str, dst: str) -> None:
-        if not os.path.exists(dst):
-            os.rename(src, dst)
-        elif _exchange(src, dst):
-            self.delete(src)  # src now holds the old version
-        else:
-            aside = f"{dst}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(dst, aside)
-            os.rename(src, dst)
-            self.delete(aside)
-
-    def list(self, path: str) -> list[str]:
-        return sorted(os.listdir(path)) if os.path.isdir(path) else []
-
-    def write(self, path: str, data: bytes) -> None:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=f".{os.path.basename(path)}.")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-
-
-class _HadoopFS:
-    """The same operations through the JVM's Hadoop FileSystem (classic sessions only)."""
-
-    def __init__(self, spark: SparkSession, root: str) -> None:
-        jvm = spark._jvm  # noqa: SLF001 - the only way to rename on HDFS/S3/ABFS from Python
-        assert jvm is not None, "a classic session has a JVM gateway"
-        self._path = jvm.org.apache.hadoop.fs.Path
-        self._fs = self._path(root).getFileSystem(spark._jsc.hadoopConfiguration())  # noqa: SLF001
-
-    def exists(self, path: str) -> bool:
-        return bool(self._fs.exists(self._path(path)))
-
-    def delete(self, path: str) -> None:
-        self._fs.delete(self._path(path), True)
-
-    def replace(self, src: str, dst: str) -> None:
-        aside = None
-        if self.exists(dst):
-            aside = f"{dst}.old-{uuid.uuid4().hex[:8]}"
-            self._fs.rename(self._path(dst), self._path(aside))
-        if not self._fs.rename(self._path(src), self._path(dst)):
-            raise OSError(f"could not rename {src} to {dst}")
-        if aside:
-            self.delete(aside)
-
-    def list(self, path: str) -> list[str]:
-        p = self._path(path)
-        return sorted(s.getPath().getName() for s in self._fs.listStatus(p)) if self._fs.exists(p) else []
-
-    def write(self, path: str, data: bytes) -> None:
-        tmp = self._path(f"{path}.tmp-{uuid.uuid4().hex[:8]}")
-        stream = self._fs.create(tmp, True)
-        stream.write(bytearray(data))
-        stream.close()
-        self.replace(tmp.toString(), path)
-
-
 class Publisher:
     """Stage a run's tables and files, then publish them together (see the module docstring)."""
 
@@ -153,22 +68,28 @@ class Publisher:
         self.spark, self.output, self.run_id = spark, output.rstrip("/"), run_id
         local = local_path(self.output)
         self.staging = table_path(self.output, STAGING_PREFIX + run_id)
-        self._fs: _LocalFS | _HadoopFS | None
+        self._fs: LocalFS | HadoopFS | None
         if local is not None:
             # Spark resolves a relative path against the JVM's working directory, Python against its
             # own: they differ once a notebook changes directory, so both get the absolute path.
             local = os.path.abspath(local)
             self.staging = table_path(local, STAGING_PREFIX + run_id)
-            self._fs, self._root = _LocalFS(), local
+            self._fs, self._root = LocalFS(), local
             self._staging_fs_path = os.path.join(local, STAGING_PREFIX + run_id)
         elif not is_connect(spark):
-            self._fs, self._root = _HadoopFS(spark, self.output), self.output
+            self._fs, self._root = HadoopFS(spark, self.output), self.output
             self._staging_fs_path = self.staging
         else:
             log.warning("Spark Connect with a remote output %s: tables are overwritten in place, not staged", output)
             self._fs, self._root, self._staging_fs_path = None, self.output, self.output
             self.staging = self.output
         self.staged: dict[str, StructType | None] = {}
+        #: Held from here until :meth:`release`: no other run writes this output meanwhile (:mod:`als_spark.lock`).
+        self.lock = None if self._fs is None else WriterLock(self._fs, self._fs_path(LOCK_NAME), run_id, self.output)
+        #: An output directory this run made only to hold its lock is removed again if nothing is published.
+        self._made_root = local is not None and not os.path.exists(local)
+        if self.lock is not None:
+            self.lock.acquire()
 
     def _fs_path(self, *parts: str) -> str:
         return posixpath.join(self._root, *parts)
@@ -250,9 +171,18 @@ class Publisher:
         return counts
 
     def abort(self) -> None:
-        """Drop everything staged; the published outputs stay as they were."""
+        """Drop everything staged and release the output; the published outputs stay as they were."""
         if self._fs is not None:
             self._fs.delete(self._staging_fs_path)
+        self.release()
+
+    def release(self) -> None:
+        """Let other runs write this output again (after :meth:`publish` and the last :meth:`write_file`)."""
+        if self.lock is not None:
+            self.lock.release()
+        if self._made_root:
+            with contextlib.suppress(OSError):  # not empty: something was published
+                os.rmdir(self._root)
 
     def clean_abandoned(self) -> None:
         """Remove staging directories left by runs that were killed before publishing."""
@@ -293,6 +223,7 @@ def publish_together(
     except BaseException:
         publisher.abort()
         raise
+    publisher.release()
     return paths
 
 

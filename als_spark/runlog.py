@@ -99,6 +99,7 @@ class RunLog:
             "versions": runinfo.versions(self.spark),
         }
         self.publisher.write_file("run.json", publish.to_json(self.result))
+        self.publisher.release()
         return self.result
 
 
@@ -122,4 +123,7 @@ def running(spark: SparkSession, output: str, command: str, config: Config) -> I
         except BaseException:
             runlog.publisher.abort()
             raise
-        runlog.finish()
+        try:
+            runlog.finish()
+        finally:
+            runlog.publisher.release()  # also when publishing failed: the next run cleans up

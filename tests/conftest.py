@@ -52,6 +52,7 @@ FILE_TIERS = {
     # Another's file: its slow tests, which run the command line in a process without Java, would be e2e.
     "test_java.py": BY_FIXTURE,
     "test_layout.py": BY_FIXTURE,
+    "test_lock.py": BY_FIXTURE,
     "test_lookup.py": BY_FIXTURE,
     "test_model.py": BY_FIXTURE,
     "test_new_users.py": "integration",

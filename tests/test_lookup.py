@@ -319,7 +319,7 @@ def test_the_cli_reads_a_local_output_without_spark_and_a_remote_one_with_it(out
 
     asked = []
     monkeypatch.delenv("SPARK_REMOTE", raising=False)
-    monkeypatch.setattr(options, "spark", lambda args, sized=True: "a session")
+    monkeypatch.setattr(options, "spark", lambda args, sized=True, writes=True: "a session")
     monkeypatch.setattr(pipeline, "show", lambda spark, output, **ids: asked.append((spark, output, ids)) or [])
     assert main(["show", "--output", str(out), "--user", "38"]) == 0
     assert asked == []

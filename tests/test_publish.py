@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from als_spark import pipeline, publish
+from als_spark import pipeline, publish, storage
 from als_spark.config import build_config
 from als_spark.errors import InputDataError
 
@@ -158,6 +158,12 @@ def test_killed_run_leaves_previous_outputs_and_next_run_cleans_up(published, da
                 break
             time.sleep(0.2)
         assert staged is not None, "the run never staged a table"
+        # A second run into the same output while the first writes: refused at once, naming the first.
+        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert second.returncode == 3, second.stderr[-2000:]
+        assert f"is being written by another run (run {staged.name[len(publish.STAGING_PREFIX) :]}" in second.stderr
+        assert f"pid {proc.pid}, started " in second.stderr and "Traceback" not in second.stderr
+        assert staged.exists()  # the refused run removed nothing of the first's
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
@@ -173,14 +179,14 @@ def test_killed_run_leaves_previous_outputs_and_next_run_cleans_up(published, da
 
 @pytest.mark.unit
 def test_exchange_swaps_directories_atomically_and_fallback_renames(tmp_path, monkeypatch):
-    fs = publish._LocalFS()
+    fs = storage.LocalFS()
     for name, content in (("old", "1"), ("new", "2")):
         (tmp_path / name).mkdir()
         (tmp_path / name / "part").write_text(content)
     fs.replace(str(tmp_path / "new"), str(tmp_path / "old"))
     assert (tmp_path / "old" / "part").read_text() == "2" and not (tmp_path / "new").exists()
     # without renameat2: rename aside, rename in, delete the old copy
-    monkeypatch.setattr(publish, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(storage, "exchange", lambda a, b: False)
     (tmp_path / "newer").mkdir()
     (tmp_path / "newer" / "part").write_text("3")
     fs.replace(str(tmp_path / "newer"), str(tmp_path / "old"))
@@ -198,3 +204,5 @@ def test_publish_refuses_an_incomplete_staged_table(spark, tmp_path):
     with pytest.raises(OSError, match="staged table broken is incomplete"):
         publisher.publish()
     assert not (out / "complete").exists()  # nothing was moved into place
+    publisher.abort()
+    assert not out.exists()  # the staging and the writer lock are gone, and the directory they needed

@@ -179,9 +179,16 @@ def source(args: argparse.Namespace) -> Source:
     )
 
 
-def spark(args: argparse.Namespace, *, sized: bool = True) -> SparkSession:
-    """The session for a command (``--remote``); ``sized`` passes the input size (:func:`input_bytes`)."""
-    from als_spark import session
+def spark(args: argparse.Namespace, *, sized: bool = True, writes: bool = True) -> SparkSession:
+    """The session for a command (``--remote``); ``sized`` passes the input size (:func:`input_bytes`).
+
+    A command that ``writes`` its ``--output`` first checks that no live run is writing it (exit 3
+    in a second, not after a JVM has started).
+    """
+    from als_spark import lock, session
+
+    if writes and getattr(args, "output", None) and not getattr(args, "remote", None):
+        lock.check_output_free(args.output)
 
     return session.get_spark(remote=getattr(args, "remote", None), input_bytes=input_bytes(args) if sized else None)
 

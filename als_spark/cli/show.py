@@ -33,7 +33,7 @@ def _answers(args: argparse.Namespace) -> list[tuple[str, Any]]:
         return lookup.show(args.output, user=args.user, item=args.item)
     from als_spark import pipeline
 
-    return pipeline.show(options.spark(args, sized=False), args.output, user=args.user, item=args.item)
+    return pipeline.show(options.spark(args, sized=False, writes=False), args.output, user=args.user, item=args.item)
 
 
 def _run(args: argparse.Namespace) -> None:
