@@ -170,7 +170,7 @@ class Recommender:
         Everything is staged first and swapped into place together (:class:`~als_spark.publish.Publisher`),
         so a failed save leaves an earlier one intact.
         """
-        publisher = publish.Publisher(self.spark, path, uuid.uuid4().hex)
+        publisher = publish.Publisher(self.spark, path, uuid.uuid4().hex, drop=(_EXCLUDE, _PRIOR))
         try:
             self.model.write().overwrite().save(publisher.path("model"))
             if self._exclude is not None:
@@ -194,6 +194,7 @@ class Recommender:
         spark = spark or get_spark()
         local = publish.local_path(path)
         path = os.path.abspath(local) if local is not None else path  # as save() resolved it
+        path = publish.snapshot(path)  # the tables of one save, even if another replaces it meanwhile
         text = spark.read.text(posixpath.join(path, _CONFIG), wholetext=True).first()
         if text is None:
             raise InputDataError(f"{path} has no {_CONFIG}: it was not written by Recommender.save")

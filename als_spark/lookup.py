@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from als_spark import snapshots
 from als_spark.errors import InputDataError
 from als_spark.paths import local_path
 
@@ -56,6 +57,7 @@ def show(
     root = local_path(output)
     if root is None:
         raise ValueError(f"{output} is not a local path: read it with als_spark.pipeline.show and a SparkSession")
+    root = snapshots.snapshot(os.path.abspath(root))  # every table from one run, even if one is published meanwhile
     if user is not None:
         recs, similar = _table(root, "recommendations"), _table(root, "similar_users")
         _require_one(output, {"recommendations": recs, "similar_users": similar})

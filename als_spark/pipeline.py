@@ -306,6 +306,7 @@ def show(
 
     The id is matched as text, so ``"38"`` finds the integer id 38 and a string id is given as is.
     """
+    output = publish.snapshot(output)  # every table from one run, even if one is published meanwhile
 
     def rows(name: str, key: str, value: int | str, produced_by: str) -> Any:
         table = tables.required(spark, output, name, produced_by)

@@ -1,23 +1,28 @@
-"""Write the pipeline's tables (Parquet) and files, and publish them all-or-nothing.
+"""Write the pipeline's tables (Parquet) and files, and publish them all together.
 
 Every table goes through :func:`conform`, a ``select`` + ``cast`` to the schema
 in :mod:`als_spark.schema`, so readers get exactly the documented contract.
 
 **Publish protocol** (:class:`Publisher`). A run never writes into the tables
-readers see. It writes each table into ``DIR/.staging-<run id>/``; when every
-table of the run is complete, :meth:`Publisher.publish` checks each one (Spark's
-``_SUCCESS`` marker, readable schema, row count) and only then moves them into
-place, one directory rename each. On a local or FUSE-mounted file system
-(``/dbfs``, ``/Volumes``) an existing table is swapped with its replacement in
-one atomic ``renameat2(RENAME_EXCHANGE)`` call, so a reader always sees a
-complete old or complete new table, never a missing or partial one; where
-that call is not available, the old table is renamed aside first (a
-millisecond gap). ``run.json`` is written last and names what was published.
-A failure or kill before publishing leaves the previous outputs untouched; the
-next run removes the abandoned staging directory. On a remote URI (``s3://``,
-``abfss://``, ``hdfs://``, ``dbfs:``) the same protocol runs through Hadoop's
-``FileSystem`` on a classic session; over Spark Connect (no JVM access) tables
-are overwritten in place and a warning says so.
+readers see. It stages every table and file of the run; when all are written,
+:meth:`Publisher.check` checks each table (Spark's ``_SUCCESS`` marker, readable
+schema, row count), ``run.json`` is staged last, and :meth:`Publisher.commit`
+publishes them. How depends on the storage:
+
+- **Local file systems with symbolic links** (the default): the run writes into
+  its own snapshot directory and one atomic link switch publishes every table
+  at once (:mod:`als_spark.snapshots`). ``DIR/<table>`` stays the path readers open.
+- **Local or FUSE file systems without links** (``/dbfs``, ``/Volumes``): the run
+  stages into ``DIR/.staging-<run id>/`` and moves each table into place; an
+  existing one is swapped with its replacement in one ``renameat2(RENAME_EXCHANGE)``
+  (where that is not available, the old table is renamed aside first: a
+  millisecond gap). Each table is whole, but tables switch one after another.
+- **Remote URIs** (``s3://``, ``abfss://``, ``hdfs://``, ``dbfs:``): the same
+  staging and moves through Hadoop's ``FileSystem`` on a classic session; over
+  Spark Connect (no JVM access) tables are overwritten in place and a warning says so.
+
+A failure or kill before the commit leaves the published outputs untouched; the
+next run removes what the dead one staged.
 """
 
 from __future__ import annotations
@@ -35,12 +40,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from als_spark import snapshots
 from als_spark.lock import LOCK_NAME, WriterLock
 from als_spark.paths import local_path
 from als_spark.session import is_connect
 from als_spark.storage import HadoopFS, LocalFS
 
-__all__ = ["Publisher", "conform", "local_path", "read_table", "table_path"]
+__all__ = ["Publisher", "conform", "local_path", "read_table", "snapshot", "table_path"]
 
 log = logging.getLogger(__name__)
 
@@ -61,28 +67,33 @@ def read_table(spark: SparkSession, output: str, name: str) -> DataFrame:
     return spark.read.parquet(table_path(output, name))
 
 
+def snapshot(output: str) -> str:
+    """The directory of the run published under ``output`` now: read several tables from it to read
+    them all from one run (:func:`als_spark.snapshots.snapshot`). ``output`` itself where it has no
+    snapshots (remote storage, a file system without links, nothing published yet)."""
+    local = local_path(output)
+    return snapshots.snapshot(os.path.abspath(local)) if local is not None else output
+
+
 class Publisher:
     """Stage a run's tables and files, then publish them together (see the module docstring)."""
 
-    def __init__(self, spark: SparkSession, output: str, run_id: str) -> None:
-        self.spark, self.output, self.run_id = spark, output.rstrip("/"), run_id
+    def __init__(self, spark: SparkSession, output: str, run_id: str, *, drop: tuple[str, ...] = ()) -> None:
+        """``drop``: names this run may write but, when it does not, must not keep from the run before
+        (an ``explanations`` table a run without ``recommend.explain`` would leave stale)."""
+        self.spark, self.output, self.run_id, self.drop = spark, output.rstrip("/"), run_id, drop
         local = local_path(self.output)
-        self.staging = table_path(self.output, STAGING_PREFIX + run_id)
         self._fs: LocalFS | HadoopFS | None
         if local is not None:
             # Spark resolves a relative path against the JVM's working directory, Python against its
             # own: they differ once a notebook changes directory, so both get the absolute path.
             local = os.path.abspath(local)
-            self.staging = table_path(local, STAGING_PREFIX + run_id)
             self._fs, self._root = LocalFS(), local
-            self._staging_fs_path = os.path.join(local, STAGING_PREFIX + run_id)
         elif not is_connect(spark):
             self._fs, self._root = HadoopFS(spark, self.output), self.output
-            self._staging_fs_path = self.staging
         else:
             log.warning("Spark Connect with a remote output %s: tables are overwritten in place, not staged", output)
-            self._fs, self._root, self._staging_fs_path = None, self.output, self.output
-            self.staging = self.output
+            self._fs, self._root = None, self.output
         self.staged: dict[str, StructType | None] = {}
         #: Held from here until :meth:`release`: no other run writes this output meanwhile (:mod:`als_spark.lock`).
         self.lock = None if self._fs is None else WriterLock(self._fs, self._fs_path(LOCK_NAME), run_id, self.output)
@@ -90,6 +101,15 @@ class Publisher:
         self._made_root = local is not None and not os.path.exists(local)
         if self.lock is not None:
             self.lock.acquire()
+        #: Whether all tables switch together (:mod:`als_spark.snapshots`): a local file system with links.
+        self.linked = local is not None and snapshots.supported(local)
+        #: Where the run writes its tables and files until they are published.
+        self.staging = self.output
+        if self.linked:
+            assert local is not None
+            self.staging = snapshots.run_dir(local, run_id)
+        elif self._fs is not None:
+            self.staging = self._fs_path(STAGING_PREFIX + run_id)
 
     def _fs_path(self, *parts: str) -> str:
         return posixpath.join(self._root, *parts)
@@ -116,19 +136,12 @@ class Publisher:
             if isinstance(data, bytes):
                 log.warning("%s is not written: Spark Connect cannot write a binary file to %s", name, self.output)
                 return None
-            return self.write_file(name, data)
-        self.staged[name] = None
-        self._fs.write(self._fs_path(STAGING_PREFIX + self.run_id, name), _as_bytes(data))
-        return table_path(self.output, name)
-
-    def write_file(self, name: str, text: str) -> str:
-        """Write a small text file straight to ``output/name``, replacing it atomically where possible."""
-        if self._fs is not None:
-            self._fs.write(self._fs_path(name), _as_bytes(text))
-        else:
-            self.spark.createDataFrame([(text,)], "value string").coalesce(1).write.mode("overwrite").text(
+            self.spark.createDataFrame([(data,)], "value string").coalesce(1).write.mode("overwrite").text(
                 table_path(self.output, name)
             )
+            return table_path(self.output, name)
+        self.staged[name] = None
+        self._fs.write(posixpath.join(self.staging, name), _as_bytes(data))
         return table_path(self.output, name)
 
     def _check(self, name: str) -> int | None:
@@ -137,7 +150,7 @@ class Publisher:
         if schema is None:  # not a Parquet table (the saved model, a text file): its writer committed it
             return None
         staged_dir = table_path(self.staging, name)
-        marker = self._fs_path(STAGING_PREFIX + self.run_id, name, "_SUCCESS")
+        marker = posixpath.join(self.staging, name, "_SUCCESS")
         if self._fs is not None and not self._fs.exists(marker):
             raise OSError(f"staged table {name} is incomplete (no _SUCCESS marker in {staged_dir})")
         local = local_path(staged_dir)
@@ -159,25 +172,38 @@ class Publisher:
             )
         return table.count()
 
-    def publish(self) -> dict[str, int | None]:
-        """Check every staged table, then move all of them into place. Returns row counts."""
-        counts = {name: self._check(name) for name in self.staged}
+    def check(self) -> dict[str, int | None]:
+        """Check that every staged table is complete and readable; their row counts (``None`` for files)."""
+        return {name: self._check(name) for name in self.staged}
+
+    def commit(self) -> None:
+        """Publish everything staged (after :meth:`check`): one switch, or one move per table (module docstring)."""
+        if self.linked:
+            snapshots.commit(self._root, self.run_id, drop=tuple(n for n in self.drop if n not in self.staged))
+        elif self._fs is not None:
+            for name in self.staged:  # in the order staged: run.json, staged last, is moved last
+                self._fs.replace(posixpath.join(self.staging, name), self._fs_path(name))
+            self._fs.delete(self.staging)
         if self._fs is not None:
-            for name in self.staged:
-                self._fs.replace(self._fs_path(STAGING_PREFIX + self.run_id, name), self._fs_path(name))
-            self._fs.delete(self._staging_fs_path)
             self.clean_abandoned()
         log.info("published %d tables to %s", len(self.staged), self.output)
+
+    def publish(self) -> dict[str, int | None]:
+        """:meth:`check` then :meth:`commit`; returns the row counts."""
+        counts = self.check()
+        self.commit()
         return counts
 
     def abort(self) -> None:
         """Drop everything staged and release the output; the published outputs stay as they were."""
-        if self._fs is not None:
-            self._fs.delete(self._staging_fs_path)
+        if self.linked:
+            snapshots.abandon(self._root, self.run_id)
+        elif self._fs is not None:
+            self._fs.delete(self.staging)
         self.release()
 
     def release(self) -> None:
-        """Let other runs write this output again (after :meth:`publish` and the last :meth:`write_file`)."""
+        """Let other runs write this output again (after :meth:`publish` or :meth:`commit`)."""
         if self.lock is not None:
             self.lock.release()
         if self._made_root:
@@ -185,7 +211,8 @@ class Publisher:
                 os.rmdir(self._root)
 
     def clean_abandoned(self) -> None:
-        """Remove staging directories left by runs that were killed before publishing."""
+        """Remove staging directories left by runs that were killed before publishing (their snapshots
+        are removed by :func:`als_spark.snapshots.commit`)."""
         if self._fs is None:
             return
         for entry in self._fs.list(self._root):

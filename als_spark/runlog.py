@@ -43,7 +43,7 @@ class RunLog:
         if quick is not None:
             self.details["quick_jit"] = quick
         self.timer = runinfo.Timer()
-        self.publisher = publish.Publisher(spark, output, self.run_id)
+        self.publisher = publish.Publisher(spark, output, self.run_id, drop=MAY_WRITE.get(command, ()))
         self.result: dict[str, Any] = {}
         #: Closed when the run ends, after its caches are released (see :func:`running`).
         self.resources = contextlib.ExitStack()
@@ -74,9 +74,9 @@ class RunLog:
         return self.publisher.path(name)
 
     def finish(self) -> dict[str, Any]:
-        """Publish every staged table, then write ``run.json`` (last, so it names what was published)."""
-        with self.timer.stage("publish"):
-            rows = self.publisher.publish()
+        """Check every staged table, stage ``run.json`` (last, so it names what is published), then publish them all."""
+        with self.timer.stage("publish"):  # the checks; the switch that follows takes milliseconds
+            rows = self.publisher.check()
         self.counts.update({name: n for name, n in rows.items() if name in PUBLISHED_COUNTS})
         # Stage commands (ingest, train, ...) add to the run.json of the stages before them.
         previous = publish.read_json(self.output, "run.json") or {}
@@ -98,13 +98,18 @@ class RunLog:
             "spark": merge("spark", {"master": session.describe(self.spark), **self.details}),
             "versions": runinfo.versions(self.spark),
         }
-        self.publisher.write_file("run.json", publish.to_json(self.result))
+        self.publisher.stage_file("run.json", publish.to_json(self.result))
+        self.publisher.commit()
         self.publisher.release()
         return self.result
 
 
 #: Published tables whose row counts also go into ``run.json`` ``counts``.
 PUBLISHED_COUNTS = ("recommendations", "similar_items", "similar_users")
+
+#: Tables a command writes only with some configurations: when it does not write one, the copy an
+#: earlier run published is dropped, not kept beside tables it no longer matches.
+MAY_WRITE = {"run": ("items", "explanations"), "ingest": ("items",), "recommend": ("explanations",)}
 
 
 def _now() -> str:

@@ -101,9 +101,12 @@ def test_save_and_load_give_the_same_answers(fitted, tmp_path):
         assert_df_equality(
             again.similar_users().orderBy("user_id", "rank"), fitted.similar_users().orderBy("user_id", "rank")
         )
-    # saving again replaces the model in place
+    # saving again replaces the model: a new snapshot, the one before kept for a reader still loading it
     fitted.save(path)
-    assert sorted(os.listdir(path)) == ["config.json", "exclude", "item_index", "model", "user_index"]
+    names = ["config.json", "exclude", "item_index", "model", "user_index"]
+    assert sorted(os.listdir(path)) == sorted([*names, ".runs", "current"])
+    assert sorted(os.listdir(os.path.join(path, "current"))) == names
+    assert len(os.listdir(os.path.join(path, ".runs"))) == 2
 
 
 def test_columns_map_a_notebooks_own_names(spark, ratings):

@@ -76,16 +76,22 @@ def published(spark, data_file, tmp_path_factory) -> Path:
 
 
 def test_a_run_publishes_every_table_and_leaves_no_staging(published):
-    entries = sorted(os.listdir(published))
-    assert entries == sorted([*TABLES, "user_index", "item_index", "model", "run.json"])
+    names = sorted([*TABLES, "user_index", "item_index", "model", "run.json"])
+    assert sorted(os.listdir(published)) == sorted([*names, "current", ".runs"])
+    # one snapshot, named by the run, holds every table; each published name is a link through `current`
+    (run_id,) = os.listdir(published / ".runs")
+    assert os.readlink(published / "current") == f".runs/{run_id}"
+    assert sorted(os.listdir(published / ".runs" / run_id)) == names
+    assert {n: os.readlink(published / n) for n in names} == {n: f"current/{n}" for n in names}
     info = json.loads((published / "run.json").read_text())
+    assert info["run_id"] == run_id
     assert info["published"]["recommendations"] == {"path": str(published / "recommendations"), "rows": 16}
     assert info["published"]["model"]["rows"] is None
     assert info["counts"]["recommendations"] == 16
 
 
 def test_a_failing_run_publishes_nothing(spark, published, data_file, monkeypatch):
-    before = _snapshot(published)
+    before, snapshots = _snapshot(published), sorted(os.listdir(published / ".runs"))
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated failure in the similarity stage")
@@ -96,7 +102,7 @@ def test_a_failing_run_publishes_nothing(spark, published, data_file, monkeypatc
             spark, pipeline.Source(path=str(data_file)), build_config(None, [*SMALL, "als.rank=4"]), str(published)
         )
     _assert_same(before, _snapshot(published))
-    assert not [e for e in os.listdir(published) if e.startswith(publish.STAGING_PREFIX)]
+    assert sorted(os.listdir(published / ".runs")) == snapshots  # what the failed run wrote is gone
 
 
 def test_bad_input_on_rerun_publishes_nothing(spark, published, tmp_path):
@@ -140,6 +146,8 @@ def test_killed_run_leaves_previous_outputs_and_next_run_cleans_up(published, da
         "--log-level",
         "WARNING",
     ]
+    runs = published / ".runs"
+    snapshots = set(os.listdir(runs))  # the published one, and the one it replaced
     proc = subprocess.Popen(
         [*cmd, "--set", "als.max_iter=400"],
         env=env,
@@ -152,16 +160,16 @@ def test_killed_run_leaves_previous_outputs_and_next_run_cleans_up(published, da
         deadline = time.monotonic() + 240
         staged = None
         while time.monotonic() < deadline and proc.poll() is None:
-            staging = [e for e in os.listdir(published) if e.startswith(publish.STAGING_PREFIX)]
-            if staging and (published / staging[0] / "interactions" / "_SUCCESS").exists():
-                staged = published / staging[0]
+            staging = [e for e in os.listdir(runs) if e not in snapshots]
+            if staging and (runs / staging[0] / "interactions" / "_SUCCESS").exists():
+                staged = runs / staging[0]
                 break
             time.sleep(0.2)
         assert staged is not None, "the run never staged a table"
         # A second run into the same output while the first writes: refused at once, naming the first.
         second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert second.returncode == 3, second.stderr[-2000:]
-        assert f"is being written by another run (run {staged.name[len(publish.STAGING_PREFIX) :]}" in second.stderr
+        assert f"is being written by another run (run {staged.name}" in second.stderr
         assert f"pid {proc.pid}, started " in second.stderr and "Traceback" not in second.stderr
         assert staged.exists()  # the refused run removed nothing of the first's
     finally:

@@ -48,12 +48,13 @@ def _recommend(args: argparse.Namespace) -> dict[str, Any]:
         return _stage("recommend")(args)
     if not given:
         raise ConfigError("recommend --model DIR needs the users' events: --input PATH, --table NAME or --dataset")
-    from als_spark import serving
+    from als_spark import publish, serving
 
-    fitted = serving.model_config(args.model)
+    model = publish.snapshot(args.model)  # one run's tables, even if the model is republished meanwhile
+    fitted = serving.model_config(model)
     cfg = options.config(args, base=fitted)
     serving.check_fit_settings(cfg, fitted)
-    return serving.fold_in_run(options.spark(args), args.model, options.source(args), cfg, args.output)
+    return serving.fold_in_run(options.spark(args), model, options.source(args), cfg, args.output)
 
 
 def _stage(name: str) -> Any:
