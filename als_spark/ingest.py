@@ -50,6 +50,9 @@ class Ratings:
     duplicates_dropped: int  #: valid rows dropped because a later one rated the same pair
     rows: int  #: rows in ``df``
     fmt: str  #: the format read (detected or forced)
+    #: The valid input rows before they are combined, in input order (never computed unless used:
+    #: the analysis commands' indexes in the notebook's order, :mod:`als_spark.analysis.focus`).
+    valid: DataFrame | None = None
 
 
 def detect_format(first_line: str) -> str | None:
@@ -231,6 +234,7 @@ def validated(parsed: DataFrame, source: str, fmt: str, *, hint: str, cfg: Inges
         duplicates_dropped=duplicates,
         rows=rows,
         fmt=fmt,
+        valid=valid,
     )
 
 

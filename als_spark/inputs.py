@@ -138,7 +138,7 @@ def _synthetic(spark: SparkSession, source: Source, runlog: RunLog) -> tuple[ing
     )
     rejected = spark.createDataFrame([], schema=S.REJECTED)
     ratings = ingest.Ratings(
-        df=df, rejected=rejected, rows_read=n, rows_rejected=0, duplicates_dropped=0, rows=n, fmt="synthetic"
+        df=df, rejected=rejected, rows_read=n, rows_rejected=0, duplicates_dropped=0, rows=n, fmt="synthetic", valid=df
     )
     return ratings, items
 

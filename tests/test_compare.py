@@ -138,7 +138,7 @@ def test_focus_by_id_and_by_zero_based_index_of_sorted_distinct_ids(spark):
     interactions = spark.createDataFrame(
         [(12, 100), (5, 100), (3, 101), (9, 102), (3, 100), (12, 103)], "user_id int, item_id int"
     )
-    resolve = lambda **kw: focus.resolve_focus(interactions, focus.Focus(**kw))  # noqa: E731
+    resolve = lambda **kw: focus.resolve_focus(interactions, focus.Focus(**kw, order="sorted"))  # noqa: E731
     assert [resolve(kind="user", index=i) for i in range(4)] == [3, 5, 9, 12]  # sorted, not file order
     assert resolve(kind="user", id=9) == 9
     assert resolve(kind="item", index=3) == 103
@@ -150,6 +150,52 @@ def test_focus_by_id_and_by_zero_based_index_of_sorted_distinct_ids(spark):
         focus.Focus("user", id=1, index=1)
     with pytest.raises(ConfigError):
         focus.Focus("user", index=-1)
+    with pytest.raises(ConfigError, match="--index-order must be one of input, sorted"):
+        focus.Focus("user", index=1, order="file")
+    with pytest.raises(ConfigError, match="needs the input rows in their order"):
+        focus.resolve_focus(interactions, focus.Focus("user", index=0))
+
+
+def test_focus_index_in_input_order_is_the_notebooks_factorize_of_the_kept_rows(spark):
+    # The input's rows in file order. The notebook keeps rating >= 4, then numbers ids as they first
+    # appear (pd.factorize): rows 0 and 1 are below 4, and the pair (5, 104) ends on a rating of 1
+    # (its latest), so it is no interaction even though row 8 alone would pass.
+    rows = spark.createDataFrame(
+        [
+            (7, 100, 2.0),  # 0
+            (9, 101, 1.0),  # 1
+            (12, 103, 5.0),  # 2
+            (5, 100, 4.0),  # 3
+            (3, 101, 5.0),  # 4
+            (9, 102, 4.0),  # 5
+            (3, 100, 4.0),  # 6
+            (12, 100, 5.0),  # 7
+            (5, 104, 5.0),  # 8
+            (5, 104, 1.0),  # 9
+        ],
+        "user_id int, item_id int, rating double",
+    )
+    interactions = spark.createDataFrame(
+        [(12, 103), (5, 100), (3, 101), (9, 102), (3, 100), (12, 100)], "user_id int, item_id int"
+    )
+    ingest = build_config(overrides=["ingest.min_rating=4"]).ingest
+
+    def resolve(kind: str, index: int, order: str = "input") -> int:
+        return focus.resolve_focus(interactions, focus.Focus(kind, index=index, order=order), rows=rows, ingest=ingest)
+
+    assert [resolve("user", i) for i in range(4)] == [12, 5, 3, 9]
+    assert [resolve("item", i) for i in range(4)] == [103, 100, 101, 102]
+    assert [resolve("item", i, "sorted") for i in range(4)] == [100, 101, 102, 103]
+    with pytest.raises(ConfigError, match="out of range.*4 distinct items"):
+        resolve("item", 4)  # 104 is no interaction
+    # A POSITION column gives the order where the rows' own order is not the input's.
+    shuffled = rows.withColumn(focus.POSITION, F.lit(100) - F.monotonically_increasing_id()).orderBy(focus.POSITION)
+    reverse = [
+        focus.resolve_focus(interactions, focus.Focus("user", index=i), rows=shuffled, ingest=ingest) for i in range(4)
+    ]
+    assert reverse == [12, 3, 9, 5]  # rows 7, 6, 5, 3 first, in the given positions
+    assert focus.Focus("user", index=10).describe() == "user index 10 (input order)"
+    assert focus.Focus("user", index=10).at(38).resolved == 38
 
 
 def test_seed_lists_are_disjoint():
@@ -258,7 +304,10 @@ def test_seed_only_difference_is_not_distinguishable(spark, fitted):
 @pytest.mark.slow
 def test_rank_2_against_rank_20_on_planted_groups(spark, fitted):
     result = compare.compare_runs(
-        spark, fitted["rank 2"], fitted["rank 20"], focus=[focus.Focus("user", index=10), focus.Focus("item", id=3)]
+        spark,
+        fitted["rank 2"],
+        fitted["rank 20"],
+        focus=[focus.Focus("user", index=10, order="sorted"), focus.Focus("item", id=3)],
     )
     # Neighbours: different beyond seed noise. Recommendations: both ranks recommend the same
     # popular items of the user's group (every pair of fits agrees at >= 0.98), so not.
@@ -288,8 +337,8 @@ def test_rank_2_against_rank_20_on_planted_groups(spark, fitted):
     # The focus user's lists, recomputed with the reference functions, give its row of the table.
     focus_rows = result.summary["focus"]
     assert [(f["focus"], f["id"], f["table"]) for f in focus_rows] == [
-        ("user index 10", 11, "similar_users"),
-        ("user index 10", 11, "recommendations"),
+        ("user index 10 (sorted order)", 11, "similar_users"),
+        ("user index 10 (sorted order)", 11, "recommendations"),
         ("item id 3", 3, "similar_items"),
     ]  # ids 1..100 sorted: index 10 is id 11
     run_items = {int(run): [i for i, _ in entries] for run, entries in focus_rows[0]["lists"].items()}
@@ -299,7 +348,7 @@ def test_rank_2_against_rank_20_on_planted_groups(spark, fitted):
     between = np.mean([A.rank_biased_overlap(run_items[x], run_items[y]) for x in range(3) for y in range(3, 6)])
     assert row["jaccard_within_a"] == pytest.approx(within) and row["rbo_between"] == pytest.approx(between)
     assert "| rank | rank 2 seed 42 | rank 2 seed 43 | rank 2 seed 44 | rank 20 seed 45 |" in result.report
-    assert "## user index 10 (= user id 11 in the input file): similar users" in result.report
+    assert "## user index 10 (sorted order) (= user id 11 in the input file): similar users" in result.report
     assert "## item id 3: similar items" in result.report
     # rank 20 was timed (fits of 1 and 2 iterations, then 5) and scored on a holdout
     cost = result.summary["costs"]["b"]

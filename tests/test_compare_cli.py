@@ -33,10 +33,14 @@ def no_calibration(monkeypatch):
 
 def test_compare_writes_the_report_tables_and_plot(spark, u_data, tmp_path, capsys):
     out = tmp_path / "cmp"
+    # The rows in another order than by user and item, as a real log is, so the index orders differ.
+    data = pd.read_csv(u_data, sep="\t", names=["user", "item", "rating", "timestamp"]).sample(frac=1, random_state=0)
+    shuffled = tmp_path / "u.data"
+    data.to_csv(shuffled, sep="\t", header=False, index=False)
     args = [
         "compare",
         "--input",
-        str(u_data),
+        str(shuffled),
         "--output",
         str(out),
         "--seeds",
@@ -47,9 +51,9 @@ def test_compare_writes_the_report_tables_and_plot(spark, u_data, tmp_path, caps
         "--top-n",
         "3",
         "--user-index",
+        "1",
+        "--item-index",
         "0",
-        "--item-id",
-        "2",
         "--name-a",
         "rank 2",
         "--log-level",
@@ -60,7 +64,13 @@ def test_compare_writes_the_report_tables_and_plot(spark, u_data, tmp_path, caps
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "# rank 2 vs B: do the lists differ beyond seed noise?" in printed
-    assert "## user index 0 (= user id 1 in the input file): similar users" in printed
+    # indexes in input order: the notebook's pd.factorize of the rows rated >= 4 (the default min_rating)
+    # (the first row, user 18's rating of 2, does not count)
+    liked = data[data.rating >= 4]
+    user, item = pd.factorize(liked.user)[1][1], pd.factorize(liked.item)[1][0]
+    assert user != sorted(set(liked.user))[1] and item != sorted(set(liked.item))[0]  # the orders differ here
+    assert f"## user index 1 (input order) (= user id {user} in the input file): similar users" in printed
+    assert f"## item index 0 (input order) (= item id {item} in the input file): similar items" in printed
     agreement = pd.read_parquet(out / "agreement")
     assert list(agreement.columns) == [
         "table",
@@ -81,6 +91,10 @@ def test_compare_writes_the_report_tables_and_plot(spark, u_data, tmp_path, caps
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
     run = json.loads((out / "run.json").read_text())
     assert run["command"] == "compare" and run["config"]["als"]["rank"] == 2
+    assert run["input"]["compare"]["focus"] == [
+        f"user index 1 (input order) = user id {user}",
+        f"item index 0 (input order) = item id {item}",
+    ]
     assert run["input"]["compare"]["config_b"]["als"]["rank"] == 3
     assert set(run["published"]) == {"agreement", "agreement_pairs", "compare.md", "compare.json", "compare.png"}
 
@@ -101,6 +115,8 @@ def test_converge_writes_steps_and_fits(spark, u_data, tmp_path, capsys):
         "3",
         "--user-index",
         "4",
+        "--index-order",
+        "sorted",
         "--no-seed-reference",
         "--log-level",
         "WARNING",
@@ -108,7 +124,10 @@ def test_converge_writes_steps_and_fits(spark, u_data, tmp_path, capsys):
     args += sum([["--set", kv] for kv in [*TINY, "als.rank=3"]], [])
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "| 1 → 3 |" in printed and "## user index 4 (= user id 5 in the input file): similar users" in printed
+    assert (
+        "| 1 → 3 |" in printed
+        and "## user index 4 (sorted order) (= user id 5 in the input file): similar users" in printed
+    )
     steps = pd.read_parquet(out / "converge_steps")
     assert set(steps["kind"]) == {"step", "to_last"} and set(steps["table"]) == {
         "similar_users",

@@ -24,8 +24,9 @@ def test_seed_notebook_yaml_reproduces_the_reference_notebook():
     cfg = load_config(CONF / "seed-notebook.yaml")
     assert cfg.ingest == IngestConfig(min_rating=4.0, confidence="rating")
     assert (cfg.als.rank, cfg.als.reg_param, cfg.als.max_iter, cfg.als.alpha) == (50, 0.01, 15, 1.0)
-    # the notebook ranks by the plain dot product: no popularity prior, whatever the default
-    assert cfg.recommend == RecommendConfig(top_n=10, exclude="rated", popularity_weight=0.0)
+    # the notebook ranks by the plain dot product (no popularity prior, whatever the default) and
+    # filters what its matrix holds, the ratings >= 4 (liked), not every rated item
+    assert cfg.recommend == RecommendConfig(top_n=10, exclude="liked", popularity_weight=0.0)
     assert cfg.similar == SimilarConfig(top_k=10)
 
 

@@ -199,7 +199,8 @@ def compare_runs(
 
     Both must have the same ``k``, ``top_n``, users and items, and disjoint
     seeds. ``focus`` entities are resolved against the users / items that have
-    lists (those of the interactions). Runs a few small Spark jobs; the
+    lists (those of the interactions); an index in input order must be resolved
+    already (:meth:`Focus.at`), which :func:`run_compare` does. Runs a few small Spark jobs; the
     per-entity table (one row per entity and table) is collected to the driver
     for the effect sizes and the plot.
     """
@@ -335,6 +336,7 @@ def run_compare(
     k: int = 5,
     top_n: int = 10,
     focus: Sequence[Focus] = (),
+    input_rows: DataFrame | None = None,
     holdout: bool = True,
     holdout_k: int = 10,
     test_fraction: float = 0.25,
@@ -352,8 +354,10 @@ def run_compare(
     :func:`compare_runs`. ``ratings`` has ``user_id, item_id, rating`` (the
     validated input, ``Ratings.df``); both configurations must read it alike
     (:func:`check_comparable`). Neighbour lists have ``k`` entries (self excluded),
-    recommendation lists ``top_n``. Returns a :class:`CompareResult`; nothing
-    is written.
+    recommendation lists ``top_n``. ``input_rows``: the input's rows in input order,
+    for a focus index in input order (default ``ratings`` in its own order;
+    :func:`~als_spark.analysis.focus.resolve_focus`). Returns a :class:`CompareResult`;
+    nothing is written.
     """
     check_positive(k=k, top_n=top_n, holdout_k=holdout_k)
     _check_alpha(alpha)
@@ -361,10 +365,10 @@ def run_compare(
         raise ConfigError(f"the two configurations need different names, got {names[0]!r} twice")
     check_comparable(cfg_a, cfg_b)
     seeds_a, seeds_b = seed_lists(cfg_a, cfg_b, seeds, seeds_a, seeds_b)
-    if focus:  # fail before the fits, not after
+    if focus:  # resolved before the fits, so that a bad one fails first
         interactions = feedback.to_interactions(ratings, cfg_a.ingest)
-        for f in focus:
-            resolve_focus(interactions, f)
+        rows = ratings if input_rows is None else input_rows
+        focus = [f.at(resolve_focus(interactions, f, rows=rows, ingest=cfg_a.ingest)) for f in focus]
     timer = timer or Timer()
     common = dict(
         k=k,

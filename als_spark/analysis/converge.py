@@ -159,6 +159,7 @@ def run_converge(
     seed_reference: bool = True,
     rbo_p: float = A.DEFAULT_RBO_P,
     focus: Sequence[Focus] = (),
+    input_rows: DataFrame | None = None,
     calibration: Sequence[int] = (1, 3),
     progress_interval: float = 30.0,
     timer: Timer | None = None,
@@ -168,8 +169,9 @@ def run_converge(
     ``ratings`` has ``user_id, item_id, rating`` (the validated input). See the
     module docstring. ``calibration``: short fits timed first
     (:func:`~als_spark.analysis.progress.calibrate`), so that even the first long fit
-    logs its remaining time. Returns a :class:`ConvergeResult`; nothing is
-    written.
+    logs its remaining time. ``input_rows``: the input's rows in input order, for a
+    focus index in input order (default ``ratings`` in its own order). Returns a
+    :class:`ConvergeResult`; nothing is written.
     """
     counts = _check_iterations(iterations)
     check_positive(k=k, top_n=top_n)
@@ -179,7 +181,8 @@ def run_converge(
     with caching.scope():
         with timer.stage("converge_prepare"):
             interactions = caching.cache(feedback.to_interactions(ratings, cfg.ingest))
-            focus_ids = [(f, resolve_focus(interactions, f)) for f in focus]
+            in_order = ratings if input_rows is None else input_rows
+            focus_ids = [(f, resolve_focus(interactions, f, rows=in_order, ingest=cfg.ingest)) for f in focus]
             test = None
             exclude: DataFrame | None
             if holdout:

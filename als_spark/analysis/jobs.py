@@ -14,11 +14,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from als_spark import caching, ids, publish
 from als_spark import schema as S
 from als_spark.analysis import compare, converge, evaluate, tune
-from als_spark.analysis.focus import Focus
+from als_spark.analysis.focus import POSITION, Focus
 from als_spark.analysis.metrics import metrics_markdown
 from als_spark.analysis.tune_spec import TuneSpec
 from als_spark.config import Config
@@ -42,7 +43,10 @@ def _analysis_run(
             ratings, _ = load_ratings(spark, source, cfg, runlog, with_items=False)
             users, items = ids.build(ratings.df, S.USER_ID), ids.build(ratings.df, S.ITEM_ID)
             indexed = ids.to_indexes(ratings.df, users, items)
-            ratings = dataclasses.replace(ratings, df=caching.cache(indexed))
+            valid = ratings.valid if ratings.valid is not None else ratings.df
+            # each row's input position, taken before the ids are mapped (a join does not keep the order)
+            valid = ids.to_indexes(valid.withColumn(POSITION, F.monotonically_increasing_id()), users, items)
+            ratings = dataclasses.replace(ratings, df=caching.cache(indexed), valid=valid)
             runlog.input["ids_indexed"] = not (users.identity and items.identity)
         runlog.counts.update({"rows_read": ratings.rows_read, "rows_rejected": ratings.rows_rejected})
         yield runlog, ratings
@@ -171,6 +175,7 @@ def stage_compare(
             ratings.df,
             cfg_a,
             cfg_b,
+            input_rows=ratings.valid,
             seeds=seeds,
             k=k,
             top_n=top_n,
@@ -196,7 +201,7 @@ def stage_compare(
             "holdout": holdout,
             "test_fraction": test_fraction,
             "split_seed": split_seed,
-            "focus": [f.describe() for f in focus],
+            "focus": _focus(result.summary),
             "verdicts": result.verdicts,
         }
     return {**runlog.result, "report": result.report, "verdicts": result.verdicts}
@@ -228,6 +233,7 @@ def stage_converge(
             spark,
             ratings.df,
             cfg,
+            input_rows=ratings.valid,
             iterations=iterations,
             k=k,
             top_n=top_n,
@@ -249,6 +255,12 @@ def stage_converge(
             "test_fraction": test_fraction,
             "split_seed": split_seed,
             "seed_reference": seed_reference,
-            "focus": [f.describe() for f in focus],
+            "focus": _focus(result.summary),
         }
     return {**runlog.result, "report": result.report}
+
+
+def _focus(summary: dict[str, Any]) -> list[str]:
+    """Each focus as given and the id it is: ``user index 10 (input order) = user id 38``."""
+    named = ((row["focus"], f"{row['kind']} id {row['id']}") for row in summary["focus"])
+    return list(dict.fromkeys(given if given == found else f"{given} = {found}" for given, found in named))

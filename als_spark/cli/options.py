@@ -116,9 +116,17 @@ def add_focus(p: argparse.ArgumentParser) -> None:
             action="append",
             default=[],
             metavar="I",
-            help=f"the same by zero-based index into the sorted distinct {kind} ids with a rating >= "
-            f"ingest.min_rating, as a notebook's category codes or matrix rows count (repeatable)",
+            help=f"the same by zero-based index among the {kind}s with a rating >= ingest.min_rating, "
+            "in --index-order (repeatable)",
         )
+    p.add_argument(
+        "--index-order",
+        choices=("input", "sorted"),
+        default="input",
+        help="what --user-index and --item-index count: 'input' (default), the order ids first appear in the "
+        "input's rows with a rating >= ingest.min_rating, as the reference notebook's pd.factorize (user index "
+        "10 of ML-100k is user 38); 'sorted', the ids in ascending order, as category codes or np.unique",
+    )
 
 
 def add_progress(p: argparse.ArgumentParser) -> None:
@@ -136,7 +144,7 @@ def focus(args: argparse.Namespace) -> list[Any]:
     from als_spark.analysis.focus import Focus
 
     return [
-        Focus(kind, **{key: value})
+        Focus(kind, **{key: value}, order=args.index_order)
         for kind in ("user", "item")
         for key in ("id", "index")
         for value in getattr(args, f"{kind}_{key}")
