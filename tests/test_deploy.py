@@ -33,6 +33,7 @@ from als_spark.package import build_zip, sources
 
 BUNDLE = ROOT / "databricks.yml"
 NOTEBOOK = ROOT / "jobs" / "databricks" / "als_spark_explore.py"
+WALKTHROUGH = ROOT / "jobs" / "databricks" / "als_spark_walkthrough.py"
 DAG = ROOT / "jobs" / "airflow" / "als_spark_dag.py"
 RUN_DATE = "2026-11-29"
 
@@ -184,6 +185,69 @@ def test_notebook_shows_a_users_and_a_movies_answers_with_titles(spark, referenc
     assert user_recs["title"].tolist() == [titles[i] for i in user_recs["item_id"]]
     assert len(user_neighbours) == 5 and user not in set(user_neighbours["similar_user_id"])
     assert item_neighbours["similar_title"].tolist() == [titles[i] for i in item_neighbours["similar_item_id"]]
+
+
+def _run_notebook(path: Path, values: dict[str, str]) -> tuple[dict, list]:
+    """Execute a Databricks source notebook cell by cell with ``dbutils.widgets`` set to ``values``;
+    its namespace and what it passed to ``display``."""
+    source = path.read_text()
+    assert source.startswith("# Databricks notebook source\n")
+    widgets = SimpleNamespace(
+        text=lambda name, default, label=None: values.setdefault(name, default),
+        get=lambda name: values[name],
+    )
+    shown: list = []
+    namespace = {"dbutils": SimpleNamespace(widgets=widgets), "display": shown.append, "__name__": "__main__"}
+    for cell in source.split("\n# COMMAND ----------\n"):
+        exec(compile(cell, str(path), "exec"), namespace)  # noqa: S102 - the notebook under test
+    return namespace, shown
+
+
+@pytest.mark.slow
+def test_the_walkthrough_answers_the_reference_notebooks_questions_by_its_indexes(spark, tmp_path):
+    from als_spark import synthetic
+    from als_spark.analysis import compare
+
+    # A MovieLens file whose rows are not in id order, as u.data's are not: the notebook's
+    # indexes (pd.factorize of the rows rated >= 4, in file order) then differ from sorted ids.
+    folder = tmp_path / "ml"
+    synthetic.write_movielens(synthetic.generate(n_users=40, n_items=30, n_ratings=900, n_groups=2, seed=5), folder)
+    data = pd.read_csv(folder / "u.data", sep="\t", names=["user", "item", "rating", "timestamp"])
+    data = data.sample(frac=1, random_state=1)
+    data.to_csv(folder / "u.data", sep="\t", header=False, index=False)
+    liked = data[data.rating >= 4]
+    users, items = pd.factorize(liked.user)[1], pd.factorize(liked.item)[1]
+    want = {"user_0": users[0], "user_10": users[10], "movie_100": None}
+    assert (users[0], users[10]) != tuple(sorted(set(liked.user))[i] for i in (0, 10))
+    out = tmp_path / "out"
+    values = {"input": str(folder / "u.data"), "output": str(out), "rank": "3", "max_iter": "3"}
+    values.update(big_rank="8", big_max_iter="3", seeds="2")
+    # 30 items: the notebook's movie index 100 does not exist here, so ask for index 20 instead
+    source = WALKTHROUGH.read_text().replace("movie_ids[100]", "movie_ids[20]")
+    replay = tmp_path / "walkthrough.py"
+    replay.write_text(source)
+    want["movie_100"] = items[20]
+
+    namespace, shown = _run_notebook(replay, values)
+    assert {name: namespace[name] for name in want} == want
+    summary, recommendations, similar_movies, similar_users, verdicts = shown
+    pd.testing.assert_frame_equal(summary.toPandas(), pd.read_parquet(out / "dataset_summary"))
+    recs = read_table(out, "recommendations")
+    expected = recs[recs.user_id == want["user_0"]].drop(columns="user_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(recommendations.reset_index(drop=True), expected, check_dtype=False)
+    assert recommendations["rank"].tolist() == list(range(1, 11))
+    assert not set(recommendations["item_id"]) & set(liked[liked.user == want["user_0"]].item)  # liked: left out
+    assert want["movie_100"] not in set(similar_movies["similar_item_id"]) and len(similar_movies) == 10
+    assert len(similar_users) == 5 and want["user_10"] not in set(similar_users["similar_user_id"])
+    sims = read_table(out, "similar_users")
+    assert (
+        similar_users["similar_user_id"].tolist()
+        == sims[sims.user_id == want["user_10"]]["similar_user_id"][:5].tolist()
+    )
+    assert verdicts["table"].tolist() == ["recommendations", "similar_items", "similar_users"]
+    assert set(verdicts["verdict"]) <= {compare.DIFFERENT, compare.NOT_DISTINGUISHABLE}
+    # its settings are conf/seed-notebook.yaml's
+    assert namespace["notebook_config"](50, 15) == load_config(ROOT / "conf" / "seed-notebook.yaml")
 
 
 def _load_dag(monkeypatch, **env: str):
