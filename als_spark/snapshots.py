@@ -54,8 +54,15 @@ def run_dir(root: str, run_id: str) -> str:
     return os.path.join(root, RUNS, run_id)
 
 
+#: Databricks' FUSE mounts: Spark reads these paths through Databricks' own storage clients, which
+#: need not follow a link made through the mount, so they keep the one-table-at-a-time publish.
+FUSE_ROOTS = ("/dbfs", "/Volumes", "/Workspace")
+
+
 def supported(root: str) -> bool:
-    """Whether ``root`` (an existing directory) can hold symbolic links; a FUSE mount may not."""
+    """Whether ``root`` (an existing directory) can hold the links readers follow (not on a FUSE mount)."""
+    if any(root == fuse or root.startswith(fuse + "/") for fuse in FUSE_ROOTS):
+        return False
     probe = os.path.join(root, f"{_TMP}probe-{uuid.uuid4().hex[:8]}")
     try:
         os.symlink(CURRENT, probe)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from als_spark import pipeline, publish, storage
+from als_spark import pipeline, publish, snapshots, storage
 from als_spark.config import build_config
 from als_spark.errors import InputDataError
 
@@ -214,3 +214,19 @@ def test_publish_refuses_an_incomplete_staged_table(spark, tmp_path):
     assert not (out / "complete").exists()  # nothing was moved into place
     publisher.abort()
     assert not out.exists()  # the staging and the writer lock are gone, and the directory they needed
+
+
+@pytest.mark.spark_unit
+def test_without_links_each_table_is_moved_into_place(spark, tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshots, "supported", lambda root: False)  # as on /Volumes, or where links fail
+    out = tmp_path / "out"
+    for value in (1, 2):
+        publisher = publish.Publisher(spark, str(out), f"r{value}")
+        assert publisher.staging == str(out / f".staging-r{value}")
+        publisher.write_table(spark.createDataFrame([(value,)], "x int"), "t")
+        publisher.stage_file("run.json", f'{{"run": {value}}}')
+        assert publisher.publish() == {"t": 1, "run.json": None}
+        publisher.release()
+        assert sorted(os.listdir(out)) == ["run.json", "t"] and not os.path.islink(out / "t")
+        assert pd.read_parquet(out / "t")["x"].tolist() == [value]
+        assert json.loads((out / "run.json").read_text()) == {"run": value}

@@ -124,6 +124,7 @@ def test_supported_is_false_where_links_cannot_be_made(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "symlink", refuse)
     assert not snapshots.supported(str(tmp_path))
+    assert not snapshots.supported("/Volumes/main/default/out") and not snapshots.supported("/dbfs/out")
 
 
 # A process that commits run b and SIGKILLs itself before its Nth file-system call (every call that
