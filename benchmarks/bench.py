@@ -428,7 +428,6 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python benchmarks/bench.py (--input PATH | --dataset ...) --output DIR [--repeat 3] [--systems ...]``."""
     import argparse
-    import json
     import sys
 
     from als_spark.cli import options
@@ -461,13 +460,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlsSparkError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return exc.exit_code
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "bench.json"), "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2, default=str)
-    text = markdown(report)
-    with open(os.path.join(args.output, "bench.md"), "w", encoding="utf-8") as fh:
-        fh.write(text)
-    print("\n" + text)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from machine import write_report
+
+    write_report(args.output, "bench", report, markdown(report))
     return 0
 
 

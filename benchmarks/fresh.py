@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -160,13 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not systems or systems[0] != "als-spark" or set(systems) - set(SYSTEMS):
         parser.error(f"--systems must start with als-spark and name only {', '.join(SYSTEMS)}")
     report = run(args.input, args.config, args.output, repeat=args.repeat, systems=systems)
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "fresh.json"), "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2)
-    text = markdown(report)
-    with open(os.path.join(args.output, "fresh.md"), "w", encoding="utf-8") as fh:
-        fh.write(text)
-    print("\n" + text)
+    sys.path.insert(0, HERE)
+    from machine import write_report
+
+    write_report(args.output, "fresh", report, markdown(report))
     return 0
 
 

@@ -282,32 +282,33 @@ class Shipped:
     package: Path  #: the ``--py-files`` zip of ``python -m als_spark.package``
 
 
-def submit_command(master: str, shipped: Shipped, *conf: str, args: list[str]) -> list[str]:
-    """``spark-submit`` of ``jobs/run.py args`` to ``master`` as the README ships it, with extra ``--conf`` ``conf``."""
+def submit_base(master: str, shipped: Shipped, *conf: str) -> list[str]:
+    """``spark-submit`` to ``master`` as the README ships it (the zip, a Python without the package,
+    loopback, 2 cores), with ``--conf`` ``conf``; the application and its arguments follow."""
     command = [
         str(SPARK_HOME / "bin" / "spark-submit"),
         "--master",
         master,
         "--py-files",
         str(shipped.package),
-        "--conf",
-        f"spark.pyspark.python={shipped.python}",
-        "--conf",
-        "spark.driver.host=127.0.0.1",
-        "--conf",
-        "spark.driver.bindAddress=127.0.0.1",
-        "--conf",
-        "spark.executor.memory=1g",
-        "--conf",
-        "spark.cores.max=2",
-        "--conf",
-        "spark.ui.enabled=false",
-        "--conf",
-        "spark.sql.shuffle.partitions=2",
     ]
-    for setting in conf:
+    settings = (
+        f"spark.pyspark.python={shipped.python}",
+        "spark.driver.host=127.0.0.1",
+        "spark.driver.bindAddress=127.0.0.1",
+        "spark.cores.max=2",
+        "spark.ui.enabled=false",
+        *conf,
+    )
+    for setting in settings:
         command += ["--conf", setting]
-    return [*command, str(ROOT / "jobs" / "run.py"), *args]
+    return command
+
+
+def submit_command(master: str, shipped: Shipped, *conf: str, args: list[str]) -> list[str]:
+    """``spark-submit`` of ``jobs/run.py args`` for the tests: 1 GB executors and 2 shuffle partitions, then ``conf``."""
+    base = submit_base(master, shipped, "spark.executor.memory=1g", "spark.sql.shuffle.partitions=2", *conf)
+    return [*base, str(ROOT / "jobs" / "run.py"), *args]
 
 
 class Driver:
