@@ -78,8 +78,7 @@ def snapshot(root: str) -> str:
     Reading several tables from the returned directory reads them all from one run, even when a
     new run is published meanwhile (the replaced snapshot stays until the publish after that).
     """
-    current = os.path.join(root, CURRENT)
-    return os.path.realpath(current) if os.path.islink(current) else root
+    return _published(root) or root
 
 
 def commit(root: str, run_id: str, *, drop: Iterable[str] = ()) -> None:

@@ -5,7 +5,7 @@ A user or item is named by its id in the input, or by a zero-based *index* in on
 - ``input`` (the default): the order in which the ids first appear in the input rows that count as
   interactions (rating >= ``ingest.min_rating``), which is what the reference notebook's
   ``pd.factorize`` gives after it keeps the ratings >= 4. On MovieLens 100k user index 10 is user
-  id 38, user index 0 is user 196 and item index 100 is movie 360.
+  id 38, user index 0 is user 298 and item index 100 is movie 360.
 - ``sorted``: the distinct ids of the interactions sorted ascending, what
   ``astype("category").cat.codes``, ``np.unique`` or a pivot table's row number give. On
   MovieLens 100k user index 10 is user id 11.
