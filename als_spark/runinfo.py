@@ -15,6 +15,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 import als_spark
+from als_spark.errors import note_stage
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ class Timer:
         log.info("stage %s ...", name)
         try:
             yield
+        except BaseException as exc:
+            note_stage(exc, name)
+            raise
         finally:
             self.seconds[name] = round(time.perf_counter() - start, 3)
             log.info("stage %s done in %.1f s", name, self.seconds[name])

@@ -271,3 +271,84 @@ def test_evaluate_passes_the_input_size_to_the_session(movielens, tmp_path, monk
     with pytest.raises(Stop):
         main(["evaluate", "--input", str(movielens / "u.data"), "--output", str(tmp_path / "o")])
     assert seen == {"remote": None, "input_bytes": len(U_DATA.encode())}
+
+
+# What the driver raised when a 20M-rating run's 512 MB executors ran out of heap
+# (benchmarks/small_executors.py, 2026-12-02), cut to its first lines.
+EXECUTOR_OOM = (
+    "An error occurred while calling o326.count.\n"
+    ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 1 in stage 5.0 failed 4 times, "
+    "most recent failure: Lost task 1.3 in stage 5.0 (TID 20) (127.0.0.1 executor 4): "
+    "java.lang.OutOfMemoryError: Java heap space\n"
+    "\tat org.apache.spark.util.collection.unsafe.sort.UnsafeSorterSpillReader.<init>(UnsafeSorterSpillReader.java:54)\n"
+)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            EXECUTOR_OOM,
+            "Spark ran out of memory during the ingest stage in the executor (Lost task 1.3 in stage 5.0 (TID 20) "
+            "(127.0.0.1 executor 4): java.lang.OutOfMemoryError: Java heap space). Give each executor more memory",
+        ),
+        (
+            "Job aborted due to stage failure: ExecutorLostFailure (executor 1 exited caused by one of the running "
+            "tasks) Reason: Command exited with code 52",
+            "Spark ran out of memory during the ingest stage in the executor (ExecutorLostFailure (executor 1 exited "
+            "caused by one of the running tasks) Reason: Command exited with code 52). Give each executor more memory",
+        ),
+        (
+            "An error occurred while calling o12.collectToPython.\n: java.lang.OutOfMemoryError: Java heap space\n",
+            "Spark ran out of memory during the ingest stage in the driver (java.lang.OutOfMemoryError: Java heap "
+            "space). Give the driver more memory",
+        ),
+    ],
+)
+def test_a_spark_failure_for_want_of_memory_becomes_a_paragraph_that_says_what_to_change(text, expected):
+    from als_spark.errors import SparkResourceError, note_stage, spark_resource_failure
+
+    exc = RuntimeError(text)
+    note_stage(exc, "ingest")
+    note_stage(exc, "run")  # an outer stage does not replace the innermost one
+    got = spark_resource_failure(exc)
+    assert isinstance(got, SparkResourceError) and got.exit_code == 6
+    assert str(got).startswith(expected)
+    assert str(got).endswith(
+        "This run published nothing: the tables already in the output are unchanged, and the same command can be "
+        "run again once Spark has more memory."
+    )
+    assert "\n" not in str(got)
+
+
+@pytest.mark.unit
+def test_other_spark_failures_are_not_called_a_want_of_memory():
+    from als_spark.errors import spark_resource_failure
+
+    assert spark_resource_failure(RuntimeError("Job aborted due to stage failure: ArithmeticException")) is None
+    assert spark_resource_failure(ValueError("no such column user")) is None
+
+
+def test_run_whose_executors_run_out_of_memory_exits_6_without_a_stack_trace_and_publishes_nothing(
+    spark, reference_run, tmp_path, monkeypatch, capsys
+):
+    import os
+    import shutil
+
+    from als_spark import pipeline
+
+    out = tmp_path / "out"
+    shutil.copytree(reference_run.output, out, symlinks=True)  # a published output
+    published = os.readlink(out / "current")
+
+    def out_of_memory(*_args, **_kwargs):
+        raise RuntimeError(EXECUTOR_OOM)  # as Py4J raises it: a Java exception's text on a Python exception
+
+    monkeypatch.setattr(pipeline, "load_ratings", out_of_memory)
+    assert main(["run", "--input", str(reference_run.data), "--output", str(out)]) == 6
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().startswith("error: Spark ran out of memory during the ingest stage in the executor")
+    assert os.readlink(out / "current") == published
+    assert sorted(os.listdir(out / ".runs")) == sorted(os.listdir(reference_run.output / ".runs"))

@@ -21,7 +21,7 @@ from typing import Any
 from als_spark import __version__
 from als_spark.cli import compare, converge, doctor, evaluate, pipeline, show, synthesize, tune
 from als_spark.cli.command import Command
-from als_spark.errors import AlsSparkError, ConfigError
+from als_spark.errors import AlsSparkError, ConfigError, spark_resource_failure
 
 __all__ = ["COMMANDS", "Command", "build_parser", "entry_point", "main"]
 
@@ -88,6 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlsSparkError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        resource = spark_resource_failure(exc)
+        if resource is None:
+            raise  # a bug: exit 1 with the stack trace
+        logging.getLogger(__name__).debug("Spark's failure", exc_info=exc)
+        print(f"\nerror: {resource}", file=sys.stderr)
+        return resource.exit_code
     if result is not None:
         _print_summary(result)
     return 0
