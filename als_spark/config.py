@@ -154,12 +154,23 @@ class SimilarConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Experiment tracking (:mod:`als_spark.tracking`)."""
+
+    #: Log ``run``, ``evaluate`` and ``tune`` to MLflow (also on with ``--mlflow`` or ``MLFLOW_TRACKING_URI``).
+    mlflow: bool = False
+    #: The MLflow experiment the runs go to.
+    experiment: str = "als-spark"
+
+
+@dataclass(frozen=True)
 class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     als: ALSConfig = field(default_factory=ALSConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     similar: SimilarConfig = field(default_factory=SimilarConfig)
     items: ItemsConfig = field(default_factory=ItemsConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The configuration as plain nested dicts (what ``run.json`` records)."""
@@ -205,6 +216,8 @@ _VALIDATORS: dict[str, Any] = {
     "items.format": checks.choice(("auto", "ml-100k", "ml-1m", "csv", *TABLE_FORMATS)),
     "items.options": checks.options,
     "items.columns": checks.columns(DEFAULT_ITEM_COLUMNS, ("item",)),
+    "tracking.mlflow": lambda v: None if isinstance(v, bool) else "must be true or false",
+    "tracking.experiment": lambda v: None if isinstance(v, str) and v.strip() else "must be a non-empty name",
 }
 
 

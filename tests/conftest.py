@@ -68,6 +68,7 @@ FILE_TIERS = {
     "test_tiers.py": BY_FIXTURE,
     "test_topk.py": BY_FIXTURE,
     "test_tune.py": BY_FIXTURE,
+    "test_tracking.py": "integration",
     "test_tune_cli.py": "integration",
 }
 

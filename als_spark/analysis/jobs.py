@@ -142,7 +142,24 @@ def stage_tune(
             "seed": seed,
             "compare": sorted(compare),
         }
-    return {**runlog.result, "metric": spec.metric, "best": result.summary["best"], "test_metrics": result.test_metrics}
+    trials = [
+        {
+            "number": t.number,
+            "params": t.params,
+            "status": t.status,
+            "objective": t.objective,
+            "metrics": t.metrics,
+            "seconds": t.seconds,
+        }
+        for t in result.trials
+    ]
+    return {
+        **runlog.result,
+        "metric": spec.metric,
+        "best": result.summary["best"],
+        "test_metrics": result.test_metrics,
+        "trials": trials,
+    }
 
 
 def stage_compare(

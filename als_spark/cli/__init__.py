@@ -18,8 +18,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from als_spark import __version__
-from als_spark.cli import compare, converge, doctor, evaluate, pipeline, show, synthesize, tune
+from als_spark import __version__, tracking
+from als_spark.cli import compare, converge, doctor, evaluate, options, pipeline, show, synthesize, tune
 from als_spark.cli.command import Command
 from als_spark.errors import AlsSparkError, ConfigError, spark_resource_failure
 
@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         p = sub.add_parser(command.name, help=command.help, description=command.description or command.help)
         command.add_arguments(p)
+        if command.name in tracking.COMMANDS:
+            p.add_argument(
+                "--mlflow",
+                action="store_true",
+                help="log this run to MLflow (also on with tracking.mlflow: true or MLFLOW_TRACKING_URI)",
+            )
         p.set_defaults(handler=command.run)
     return parser
 
@@ -76,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     try:
         args = build_parser().parse_args(argv)
+        tracked = args.command in tracking.COMMANDS and tracking.wanted(options.config(args), args.mlflow)
     except AlsSparkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -97,7 +104,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return resource.exit_code
     if result is not None:
         _print_summary(result)
+        if tracked:
+            _track(result, args.output)
     return 0
+
+
+def _track(result: dict[str, Any], output: str) -> None:
+    """Log the finished command to MLflow; a failure there is a warning (the tables are published)."""
+    experiment = result["config"]["tracking"]["experiment"]
+    try:
+        run_id = tracking.log_command(result, output, experiment=experiment)
+    except Exception as exc:  # the tracking server's errors are not ours to type
+        logging.getLogger(__name__).debug("MLflow's failure", exc_info=exc)
+        print(
+            f"\nwarning: the tables are published, but this run could not be logged to MLflow "
+            f"(experiment {experiment}): {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return
+    print(f"  mlflow run      {run_id} (experiment {experiment})")
 
 
 def entry_point() -> None:
