@@ -29,6 +29,7 @@ BY_FIXTURE = "unit or spark_unit"
 
 #: The tier of the tests of every file, unless a test is marked with another tier itself.
 FILE_TIERS = {
+    "test_airflow.py": "deploy",
     "test_api.py": BY_FIXTURE,
     "test_byod.py": "integration",
     "test_caching.py": BY_FIXTURE,
@@ -99,6 +100,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         first = items.index(users[0])
         rest = [item for item in items if "standalone_cluster" not in item.fixturenames]
         items[:] = rest[:first] + users + rest[first:]
+    # The real Airflow's tests last: .ci/run builds their venv in the background meanwhile
+    # (tests/airflow_env.py; a build in progress is waited for, not started again).
+    airflow = [item for item in items if item.path.name == "test_airflow.py"]
+    items[:] = [item for item in items if item.path.name != "test_airflow.py"] + airflow
 
 
 @pytest.fixture(scope="session")

@@ -470,6 +470,23 @@ def write_dataset(directory: Path, n_ratings: int = 20_000) -> Path:
     return synthetic.write_movielens(synthetic.generate_for_size(n_ratings, seed=7), directory) / "u.data"
 
 
+def expected_summary(liked: pd.DataFrame) -> pd.DataFrame:
+    """``dataset_summary`` computed by hand from the kept interactions (``user_id``, ``item_id`` columns)."""
+    per_user, per_item = liked.groupby("user_id").size(), liked.groupby("item_id").size()
+    return pd.DataFrame(
+        {
+            "total_users": [len(per_user)],
+            "total_items": [len(per_item)],
+            "avg_ratings_per_user": [len(liked) / len(per_user)],
+            "avg_ratings_per_item": [len(liked) / len(per_item)],
+            "max_ratings_per_user": [per_user.max()],
+            "max_ratings_per_item": [per_item.max()],
+            "min_ratings_per_user": [per_user.min()],
+            "min_ratings_per_item": [per_item.min()],
+        }
+    )
+
+
 def read_table(output: Path, name: str) -> pd.DataFrame:
     df = pd.read_parquet(output / name)
     keys = [c for c in df.columns if c not in ("features", "score", "similarity", "title", "similar_title")][:3]

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from spark_services import expected_summary
 
 from als_spark import synthetic
 from als_spark.cli import main
@@ -126,20 +127,8 @@ def test_similarities_match_numpy_cosine(run, table, factors, key, other):
 
 def test_summary_interactions_and_counts_match_pandas(run, data):
     liked = data.ratings[data.ratings["rating"] >= 4]
-    per_user, per_item = liked.groupby("user_id").size(), liked.groupby("item_id").size()
     summary = _read(run, "dataset_summary")
-    expected = pd.DataFrame(
-        {
-            "total_users": [len(per_user)],
-            "total_items": [len(per_item)],
-            "avg_ratings_per_user": [len(liked) / len(per_user)],
-            "avg_ratings_per_item": [len(liked) / len(per_item)],
-            "max_ratings_per_user": [per_user.max()],
-            "max_ratings_per_item": [per_item.max()],
-            "min_ratings_per_user": [per_user.min()],
-            "min_ratings_per_item": [per_item.min()],
-        }
-    ).astype({c: "int64" for c in summary.columns if not c.startswith("avg")})
+    expected = expected_summary(liked).astype({c: "int64" for c in summary.columns if not c.startswith("avg")})
     pd.testing.assert_frame_equal(summary, expected)
 
     interactions = _read(run, "interactions").sort_values(["user_id", "item_id"]).reset_index(drop=True)
@@ -158,8 +147,8 @@ def test_summary_interactions_and_counts_match_pandas(run, data):
         "interactions": len(liked),
     }
     rated_users, rated_items = data.ratings["user_id"].nunique(), data.ratings["item_id"].nunique()
-    assert info["counts"]["users_without_interactions"] == rated_users - len(per_user)
-    assert info["counts"]["items_without_interactions"] == rated_items - len(per_item)
+    assert info["counts"]["users_without_interactions"] == rated_users - liked["user_id"].nunique()
+    assert info["counts"]["items_without_interactions"] == rated_items - liked["item_id"].nunique()
     assert info["input"]["dataset"] == "synthetic"
     assert info["config"]["als"]["max_iter"] == 10
     assert info["config"]["recommend"]["popularity_weight"] == POPULARITY_WEIGHT
