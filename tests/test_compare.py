@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 
 from als_spark import schema as S
@@ -451,3 +453,67 @@ def test_converge_steps_are_exact(spark, planted):
     t1, t4 = fits[fits["seed"] == 42]["seconds"].tolist()
     assert result.summary["seconds_per_iteration"] == pytest.approx(max((t4 - t1) / 3, 1e-6))
     assert result.summary["overhead_seconds"] == pytest.approx(t1 - (t4 - t1) / 3)
+
+
+@pytest.mark.slow
+def test_converge_fit_cache_reuses_exactly_the_finished_fits(spark, planted, tmp_path, monkeypatch):
+    from als_spark.analysis.fit_cache import fingerprint
+
+    cache = str(tmp_path / "fits")
+    cfg = _cfg("als.rank=2")
+    common = {"k": 3, "top_n": 5, "calibration": (), "progress_interval": 0, "fit_cache": cache}
+    first = converge.run_converge(spark, planted, cfg, iterations=[1, 2], seed_reference=False, **common)
+    assert len([d for d in os.listdir(cache) if not d.startswith(".")]) == 2
+    os.makedirs(os.path.join(cache, ".partial-left-by-a-killed-run", "lists"))  # never taken for a fit
+
+    fitted = []
+    real = converge.fit_lists
+
+    def counted(data, als, *args, **kwargs):
+        fitted.append((als.max_iter, als.seed))
+        return real(data, als, *args, **kwargs)
+
+    monkeypatch.setattr(converge, "fit_lists", counted)
+    second = converge.run_converge(spark, planted, cfg, iterations=[1, 2], **common)
+    # 1 and 2 iterations come from the cache; only the seed reference is fitted (and kept).
+    assert fitted == [(2, 43)]
+    assert [(f["iterations"], f["seed"], f["reused"]) for f in second.summary["fits"]] == [
+        (1, 42, True),
+        (2, 42, True),
+        (2, 43, False),
+    ]
+    for got, kept in zip(second.summary["fits"], first.summary["fits"]):
+        assert (got["seconds"], got["ndcg"]) == (kept["seconds"], kept["ndcg"])
+    step = "kind = 'step' AND from_iter = 1 AND to_iter = 2"
+    assert_approx_df_equality(second.steps.where(step), first.steps.where(step), 1e-12, ignore_row_order=True)
+    assert len([d for d in os.listdir(cache) if not d.startswith(".")]) == 3
+
+    # The fingerprint of the training rows: the same in another order, another for one changed confidence.
+    rows = spark.createDataFrame([(1, 2, 1.0), (3, 4, 2.0)], "user_id int, item_id int, confidence double")
+    again = spark.createDataFrame([(3, 4, 2.0), (1, 2, 1.0)], "user_id int, item_id int, confidence double")
+    changed = spark.createDataFrame([(3, 4, 2.5), (1, 2, 1.0)], "user_id int, item_id int, confidence double")
+    assert fingerprint(rows) == fingerprint(again) != fingerprint(changed)
+    assert fingerprint(rows)["rows"] == 2
+
+
+def test_fit_cache_key_follows_what_the_fit_depends_on():
+    from als_spark.analysis import fit_cache
+
+    als = _cfg().als
+    data = {"train": {"rows": 10, "hash": 123}}
+    params = {"k": 5, "top_n": 10}
+
+    def key(a=als, d=data, p=params, blocks=2):
+        return fit_cache.key_of(fit_cache.key_inputs(a, blocks=blocks, data=d, lists=p))
+
+    base = key()
+    assert key(a=dataclasses.replace(als, checkpoint_dir="/elsewhere")) == base  # where checkpoints go: not the fit
+    others = [
+        key(a=dataclasses.replace(als, max_iter=als.max_iter + 1)),
+        key(a=dataclasses.replace(als, seed=als.seed + 1)),
+        key(a=dataclasses.replace(als, reg_param=0.5)),
+        key(d={"train": {"rows": 10, "hash": 124}}),
+        key(p={"k": 5, "top_n": 11}),
+        key(blocks=3),
+    ]
+    assert base not in others and len(set(others)) == len(others)

@@ -51,6 +51,7 @@ from als_spark import schema as S
 from als_spark.analysis import agreement as A
 from als_spark.analysis import progress
 from als_spark.analysis.converge_report import SEED, STEP, TO_LAST, converge_markdown, plot_png
+from als_spark.analysis.fit_cache import FitCache, fingerprint, key_inputs
 from als_spark.analysis.fits import check_positive
 from als_spark.analysis.focus import Focus, focus_lists, resolve_focus
 from als_spark.analysis.lists import (
@@ -121,6 +122,41 @@ def _check_iterations(iterations: Sequence[int]) -> list[int]:
     return counts
 
 
+def _cache_keys(
+    cfg: Config,
+    plan: Sequence[tuple[int, int]],
+    blocks: int,
+    data: DataFrame,
+    ratings: DataFrame,
+    holdout: bool,
+    k: int,
+    top_n: int,
+    test_fraction: float,
+    split_seed: int,
+    fit_cache: str | None,
+) -> list[dict[str, Any]]:
+    """The fit cache's key inputs of each fit of ``plan`` (nothing is computed without a cache)."""
+    if not fit_cache:
+        return [{} for _ in plan]
+    # The training rows decide the fit; without a holdout, the ratings decide the exclusions too.
+    rows = {"train": fingerprint(data)}
+    if not holdout:
+        rows["ratings"] = fingerprint(ratings, (S.USER_ID, S.ITEM_ID, S.RATING))
+    params = {
+        "k": k,
+        "top_n": top_n,
+        "holdout": holdout,
+        "test_fraction": test_fraction if holdout else None,
+        "split_seed": split_seed if holdout else None,
+        "exclude": "train" if holdout else cfg.recommend.exclude,
+        "popularity_weight": cfg.recommend.popularity_weight,
+    }
+    return [
+        key_inputs(dataclasses.replace(cfg.als, max_iter=n, seed=s), blocks=blocks, data=rows, lists=params)
+        for n, s in plan
+    ]
+
+
 def settled_at(steps: pd.DataFrame, seed_rows: pd.DataFrame, measure: str = "jaccard") -> dict[str, int | None]:
     """Per table, the first count from which every later step agrees at least as much as two seeds do.
 
@@ -163,6 +199,7 @@ def run_converge(
     calibration: Sequence[int] = (1, 3),
     progress_interval: float = 30.0,
     timer: Timer | None = None,
+    fit_cache: str | None = None,
 ) -> ConvergeResult:
     """Fit ``cfg`` at each of ``iterations`` and report how the lists and the holdout metric change.
 
@@ -170,8 +207,9 @@ def run_converge(
     module docstring. ``calibration``: short fits timed first
     (:func:`~als_spark.analysis.progress.calibrate`), so that even the first long fit
     logs its remaining time. ``input_rows``: the input's rows in input order, for a
-    focus index in input order (default ``ratings`` in its own order). Returns a
-    :class:`ConvergeResult`; nothing is written.
+    focus index in input order (default ``ratings`` in its own order). ``fit_cache``: a
+    folder where each finished fit is kept and found again by a rerun
+    (:mod:`~als_spark.analysis.fit_cache`). Returns a :class:`ConvergeResult`; nothing else is written.
     """
     counts = _check_iterations(iterations)
     check_positive(k=k, top_n=top_n)
@@ -208,12 +246,33 @@ def run_converge(
         runs: list[dict[str, Any]] = []
         lists: list[DataFrame] = []
         records: list[progress.FitRecord] = []
+        cache = FitCache(spark, fit_cache)
+        keys = _cache_keys(cfg, plan, blocks, data, ratings, holdout, k, top_n, test_fraction, split_seed, fit_cache)
+        found = {run: cache.get(keys[run], run) for run in range(len(plan))} if fit_cache else {}
         with model.checkpoint_dir(spark, cfg.als.checkpoint_dir) as ckpt:
-            with timer.stage("converge_calibrate"):
-                _, cal_records = progress.calibrate(
-                    data, cfg.als, num_blocks=blocks, label="converge", iterations=calibration
-                )
+            cal_records: list[progress.FitRecord] = []
+            if not fit_cache or not all(found.values()):  # calibrate only for fits still to run
+                with timer.stage("converge_calibrate"):
+                    _, cal_records = progress.calibrate(
+                        data, cfg.als, num_blocks=blocks, label="converge", iterations=calibration
+                    )
             for run, (n, fit_seed) in enumerate(plan):
+                hit = found.get(run)
+                if hit is not None:
+                    if fit_seed == seed:
+                        records.append(hit.record)
+                    lists.append(hit.lists)
+                    runs.append(
+                        {
+                            "run": run,
+                            "iterations": n,
+                            "seed": fit_seed,
+                            "seconds": hit.record.seconds,
+                            "reused": True,
+                            **hit.metrics,
+                        }
+                    )
+                    continue
                 cost = progress.cost_from(cal_records + records)
                 if cost is not None:
                     left = sum(cost.seconds(m) for m, _ in plan[run:])
@@ -242,6 +301,9 @@ def run_converge(
                     with timer.stage(f"converge_score_{n}" + ("" if fit_seed == seed else f"_seed_{fit_seed}")):
                         metrics = ranking_metrics(recommendations_of(run_lists), test, k=top_n, catalog_size=n_items)
                     log.info("converge: %d iterations, seed %d: NDCG@%d = %.4f", n, fit_seed, top_n, metrics["ndcg"])
+                scores = {m: metrics.get(m) for m in _METRICS}
+                if fit_cache:
+                    cache.put(keys[run], run_lists, record, scores)
                 lists.append(run_lists)
                 runs.append(
                     {
@@ -249,7 +311,8 @@ def run_converge(
                         "iterations": n,
                         "seed": fit_seed,
                         "seconds": record.seconds,
-                        **{m: metrics.get(m) for m in _METRICS},
+                        "reused": False,
+                        **scores,
                     }
                 )
 

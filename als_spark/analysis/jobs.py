@@ -239,6 +239,7 @@ def stage_converge(
     split_seed: int = 42,
     seed_reference: bool = True,
     progress_interval: float = 30.0,
+    fit_cache: str | None = None,
 ) -> dict[str, Any]:
     """``cfg`` at several iteration counts (:func:`als_spark.analysis.converge.run_converge`).
 
@@ -261,6 +262,7 @@ def stage_converge(
             focus=focus,
             progress_interval=progress_interval,
             timer=runlog.timer,
+            fit_cache=fit_cache,
         )
         tables = {"converge_steps": result.steps, "converge_fits": result.fits}
         _stage_report(runlog, "converge", result, tables, fits=len(result.summary["fits"]))
@@ -272,6 +274,7 @@ def stage_converge(
             "test_fraction": test_fraction,
             "split_seed": split_seed,
             "seed_reference": seed_reference,
+            "fit_cache": fit_cache,
             "focus": _focus(result.summary),
         }
     return {**runlog.result, "report": result.report}

@@ -17,6 +17,13 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=5, help="neighbours per user and item compared (default 5)")
     p.add_argument("--top-n", type=int, default=10, help="recommendations per user compared and scored (default 10)")
     p.add_argument("--no-seed-reference", action="store_true", help="skip the second seed at the largest count")
+    p.add_argument(
+        "--fit-cache",
+        metavar="DIR",
+        help="keep each finished fit's lists, time and metrics in DIR (a local folder) and reuse them when a rerun "
+        "has the same training rows, ALS settings, count, seed and list parameters: a long run can be stopped and "
+        "continued",
+    )
     options.add_holdout(p)
     options.add_focus(p)
     options.add_progress(p)
@@ -52,6 +59,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         split_seed=args.split_seed,
         seed_reference=not args.no_seed_reference,
         progress_interval=args.progress_interval,
+        fit_cache=args.fit_cache,
     )
     print("\n" + result["report"].rstrip())
     return result
