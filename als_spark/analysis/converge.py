@@ -51,7 +51,7 @@ from als_spark import schema as S
 from als_spark.analysis import agreement as A
 from als_spark.analysis import progress
 from als_spark.analysis.converge_report import SEED, STEP, TO_LAST, converge_markdown, plot_png
-from als_spark.analysis.fit_cache import FitCache, fingerprint, key_inputs
+from als_spark.analysis.fit_cache import FitCache, plan_keys
 from als_spark.analysis.fits import check_positive
 from als_spark.analysis.focus import Focus, focus_lists, resolve_focus
 from als_spark.analysis.lists import (
@@ -120,41 +120,6 @@ def _check_iterations(iterations: Sequence[int]) -> list[int]:
     if len(counts) < 2 or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in counts):
         raise ConfigError(f"--iterations needs at least two distinct positive integers, got {list(iterations)!r}")
     return counts
-
-
-def _cache_keys(
-    cfg: Config,
-    plan: Sequence[tuple[int, int]],
-    blocks: int,
-    data: DataFrame,
-    ratings: DataFrame,
-    holdout: bool,
-    k: int,
-    top_n: int,
-    test_fraction: float,
-    split_seed: int,
-    fit_cache: str | None,
-) -> list[dict[str, Any]]:
-    """The fit cache's key inputs of each fit of ``plan`` (nothing is computed without a cache)."""
-    if not fit_cache:
-        return [{} for _ in plan]
-    # The training rows decide the fit; without a holdout, the ratings decide the exclusions too.
-    rows = {"train": fingerprint(data)}
-    if not holdout:
-        rows["ratings"] = fingerprint(ratings, (S.USER_ID, S.ITEM_ID, S.RATING))
-    params = {
-        "k": k,
-        "top_n": top_n,
-        "holdout": holdout,
-        "test_fraction": test_fraction if holdout else None,
-        "split_seed": split_seed if holdout else None,
-        "exclude": "train" if holdout else cfg.recommend.exclude,
-        "popularity_weight": cfg.recommend.popularity_weight,
-    }
-    return [
-        key_inputs(dataclasses.replace(cfg.als, max_iter=n, seed=s), blocks=blocks, data=rows, lists=params)
-        for n, s in plan
-    ]
 
 
 def settled_at(steps: pd.DataFrame, seed_rows: pd.DataFrame, measure: str = "jaccard") -> dict[str, int | None]:
@@ -247,7 +212,7 @@ def run_converge(
         lists: list[DataFrame] = []
         records: list[progress.FitRecord] = []
         cache = FitCache(spark, fit_cache)
-        keys = _cache_keys(cfg, plan, blocks, data, ratings, holdout, k, top_n, test_fraction, split_seed, fit_cache)
+        keys = plan_keys(cfg, plan, blocks, data, ratings, holdout, k, top_n, test_fraction, split_seed, fit_cache)
         found = {run: cache.get(keys[run], run) for run in range(len(plan))} if fit_cache else {}
         with model.checkpoint_dir(spark, cfg.als.checkpoint_dir) as ckpt:
             cal_records: list[progress.FitRecord] = []

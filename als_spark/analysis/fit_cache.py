@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ from pyspark.sql import functions as F
 from als_spark import caching
 from als_spark import schema as S
 from als_spark.analysis.progress import FitRecord
-from als_spark.config import ALSConfig
+from als_spark.config import ALSConfig, Config
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +114,38 @@ class FitCache:
             log.info("kept the fit %s in %s", record.label, final)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
+
+
+def plan_keys(
+    cfg: Config,
+    plan: Sequence[tuple[int, int]],
+    blocks: int,
+    data: DataFrame,
+    ratings: DataFrame,
+    holdout: bool,
+    k: int,
+    top_n: int,
+    test_fraction: float,
+    split_seed: int,
+    fit_cache: str | None,
+) -> list[dict[str, Any]]:
+    """The key inputs of each ``(max_iter, seed)`` fit of a converge ``plan`` (nothing is computed without a cache)."""
+    if not fit_cache:
+        return [{} for _ in plan]
+    # The training rows decide the fit; without a holdout, the ratings decide the exclusions too.
+    rows = {"train": fingerprint(data)}
+    if not holdout:
+        rows["ratings"] = fingerprint(ratings, (S.USER_ID, S.ITEM_ID, S.RATING))
+    params = {
+        "k": k,
+        "top_n": top_n,
+        "holdout": holdout,
+        "test_fraction": test_fraction if holdout else None,
+        "split_seed": split_seed if holdout else None,
+        "exclude": "train" if holdout else cfg.recommend.exclude,
+        "popularity_weight": cfg.recommend.popularity_weight,
+    }
+    return [
+        key_inputs(dataclasses.replace(cfg.als, max_iter=n, seed=s), blocks=blocks, data=rows, lists=params)
+        for n, s in plan
+    ]
