@@ -211,64 +211,55 @@ def run_converge(
         runs: list[dict[str, Any]] = []
         lists: list[DataFrame] = []
         records: list[progress.FitRecord] = []
-        cache = FitCache(spark, fit_cache)
+        cache = FitCache(spark, fit_cache)  # without a folder it finds nothing and keeps nothing
         keys = plan_keys(cfg, plan, blocks, data, ratings, holdout, k, top_n, test_fraction, split_seed, fit_cache)
-        found = {run: cache.get(keys[run], run) for run in range(len(plan))} if fit_cache else {}
+        found = [cache.get(key, run) for run, key in enumerate(keys)]
         with model.checkpoint_dir(spark, cfg.als.checkpoint_dir) as ckpt:
             cal_records: list[progress.FitRecord] = []
-            if not fit_cache or not all(found.values()):  # calibrate only for fits still to run
+            if not all(found):  # calibrate only for fits still to run
                 with timer.stage("converge_calibrate"):
                     _, cal_records = progress.calibrate(
                         data, cfg.als, num_blocks=blocks, label="converge", iterations=calibration
                     )
             for run, (n, fit_seed) in enumerate(plan):
-                hit = found.get(run)
+                hit = found[run]
                 if hit is not None:
-                    if fit_seed == seed:
-                        records.append(hit.record)
-                    lists.append(hit.lists)
-                    runs.append(
-                        {
-                            "run": run,
-                            "iterations": n,
-                            "seed": fit_seed,
-                            "seconds": hit.record.seconds,
-                            "reused": True,
-                            **hit.metrics,
-                        }
-                    )
-                    continue
-                cost = progress.cost_from(cal_records + records)
-                if cost is not None:
-                    left = sum(cost.seconds(m) for m, _ in plan[run:])
-                    log.info(
-                        "converge: %d fits left (%s iterations), estimated %s at %.2f s/iteration",
-                        len(plan) - run,
-                        "+".join(str(m) for m, _ in plan[run:]),
-                        progress.format_seconds(left),
-                        cost.seconds_per_iteration,
-                    )
-                with timer.stage(f"converge_fit_{n}" + ("" if fit_seed == seed else f"_seed_{fit_seed}")):
-                    run_lists, record = fit_lists(
-                        data,
-                        dataclasses.replace(cfg.als, max_iter=n, seed=fit_seed),
-                        run,
-                        spec,
-                        blocks=blocks,
-                        label=f"{n} iterations, seed {fit_seed} (fit {run + 1} of {len(plan)})",
-                        cost=cost,
-                        interval=progress_interval,
-                    )
+                    run_lists, record, scores = hit.lists, hit.record, hit.metrics
+                else:
+                    cost = progress.cost_from(cal_records + records)
+                    todo = [m for r, (m, _) in enumerate(plan) if r >= run and found[r] is None]
+                    if cost is not None:
+                        log.info(
+                            "converge: %d fits left (%s iterations), estimated %s at %.2f s/iteration",
+                            len(todo),
+                            "+".join(str(m) for m in todo),
+                            progress.format_seconds(sum(cost.seconds(m) for m in todo)),
+                            cost.seconds_per_iteration,
+                        )
+                    with timer.stage(f"converge_fit_{n}" + ("" if fit_seed == seed else f"_seed_{fit_seed}")):
+                        run_lists, record = fit_lists(
+                            data,
+                            dataclasses.replace(cfg.als, max_iter=n, seed=fit_seed),
+                            run,
+                            spec,
+                            blocks=blocks,
+                            label=f"{n} iterations, seed {fit_seed} (fit {run + 1} of {len(plan)})",
+                            cost=cost,
+                            interval=progress_interval,
+                        )
+                    metrics: dict[str, Any] = {}
+                    if test is not None:
+                        with timer.stage(f"converge_score_{n}" + ("" if fit_seed == seed else f"_seed_{fit_seed}")):
+                            metrics = ranking_metrics(
+                                recommendations_of(run_lists), test, k=top_n, catalog_size=n_items
+                            )
+                        log.info(
+                            "converge: %d iterations, seed %d: NDCG@%d = %.4f", n, fit_seed, top_n, metrics["ndcg"]
+                        )
+                    scores = {m: metrics.get(m) for m in _METRICS}
+                    cache.put(keys[run], run_lists, record, scores)
                 if fit_seed == seed:
                     records.append(record)
-                metrics: dict[str, Any] = {}
-                if test is not None:
-                    with timer.stage(f"converge_score_{n}" + ("" if fit_seed == seed else f"_seed_{fit_seed}")):
-                        metrics = ranking_metrics(recommendations_of(run_lists), test, k=top_n, catalog_size=n_items)
-                    log.info("converge: %d iterations, seed %d: NDCG@%d = %.4f", n, fit_seed, top_n, metrics["ndcg"])
-                scores = {m: metrics.get(m) for m in _METRICS}
-                if fit_cache:
-                    cache.put(keys[run], run_lists, record, scores)
                 lists.append(run_lists)
                 runs.append(
                     {
@@ -276,7 +267,7 @@ def run_converge(
                         "iterations": n,
                         "seed": fit_seed,
                         "seconds": record.seconds,
-                        "reused": False,
+                        "reused": hit is not None,
                         **scores,
                     }
                 )

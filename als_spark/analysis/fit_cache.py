@@ -129,7 +129,8 @@ def plan_keys(
     split_seed: int,
     fit_cache: str | None,
 ) -> list[dict[str, Any]]:
-    """The key inputs of each ``(max_iter, seed)`` fit of a converge ``plan`` (nothing is computed without a cache)."""
+    """The key inputs of each ``(max_iter, seed)`` fit of a converge ``plan``; without ``fit_cache``, empty ones
+    (the fingerprints cost a Spark job each, for nothing when no cache is read)."""
     if not fit_cache:
         return [{} for _ in plan]
     # The training rows decide the fit; without a holdout, the ratings decide the exclusions too.
